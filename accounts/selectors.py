@@ -1,0 +1,70 @@
+"""Reads of accounts. Every customer-facing read is scoped to an organization."""
+
+from __future__ import annotations
+
+import hmac
+
+from django.db.models import QuerySet
+
+from accounts.models import APIKey, Membership, Organization, User
+from config.errors import NotFound
+
+
+def organizations_for_user(*, user: User) -> QuerySet[Organization]:
+    if not user.is_authenticated:
+        return Organization.objects.none()
+    return Organization.objects.filter(memberships__user=user).order_by("name", "slug")
+
+
+def membership_for(*, organization: Organization, user: User) -> Membership | None:
+    if not user.is_authenticated:
+        return None
+    return (
+        Membership.objects.select_related("organization")
+        .filter(organization=organization, user=user)
+        .first()
+    )
+
+
+def membership_list(*, organization: Organization) -> QuerySet[Membership]:
+    return (
+        Membership.objects.filter(organization=organization)
+        .select_related("user")
+        .order_by("user__email")
+    )
+
+
+def membership_get(*, organization: Organization, membership_id: int) -> Membership:
+    """A membership of `organization`; another tenant's is NotFound."""
+    try:
+        return membership_list(organization=organization).get(pk=membership_id)
+    except (Membership.DoesNotExist, ValueError, TypeError):
+        raise NotFound("No such member.") from None
+
+
+def api_key_list(*, organization: Organization) -> QuerySet[APIKey]:
+    return APIKey.objects.filter(organization=organization).select_related("created_by")
+
+
+def api_key_get(*, organization: Organization, key_id: int) -> APIKey:
+    try:
+        return api_key_list(organization=organization).get(pk=key_id)
+    except (APIKey.DoesNotExist, ValueError, TypeError):
+        raise NotFound("No such API key.") from None
+
+
+def api_key_from_raw(*, raw_key: str) -> APIKey | None:
+    """The active key whose value is `raw_key`, or None. Compares digests in constant time."""
+    from accounts.services import hash_api_key, split_api_key
+
+    parts = split_api_key(raw_key)
+    if parts is None:
+        return None
+    key = (
+        APIKey.objects.select_related("organization", "organization__subscription__plan")
+        .filter(prefix=parts[0], revoked_at__isnull=True)
+        .first()
+    )
+    if key is None or not hmac.compare_digest(key.hashed_key, hash_api_key(raw_key)):
+        return None
+    return key

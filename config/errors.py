@@ -1,0 +1,107 @@
+"""The project's one error hierarchy.
+
+Services raise these; the API renders them as RFC 9457 problem details
+(`config.api.exceptions`), the web UI as messages / form errors, commands as CommandError.
+Every error has a machine `code` (fixed by the spec) and an HTTP `status_code`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class ServiceError(Exception):
+    code = "error"
+    status_code = 400
+    title = "Error"
+    default_detail = "The request could not be completed."
+
+    def __init__(
+        self,
+        detail: str | None = None,
+        *,
+        errors: dict[str, list[str]] | None = None,
+        headers: dict[str, str] | None = None,
+        **extra: Any,
+    ) -> None:
+        self.detail = detail or self.default_detail
+        self.errors = errors or {}
+        self.headers = headers or {}
+        self.extra = extra
+        super().__init__(self.detail)
+
+
+class ValidationError(ServiceError):
+    code = "validation_error"
+    status_code = 400
+    title = "Invalid request"
+    default_detail = "The request is not valid."
+
+
+class AuthenticationFailed(ServiceError):
+    code = "authentication_failed"
+    status_code = 401
+    title = "Authentication failed"
+    default_detail = "Missing, invalid or revoked credentials."
+
+
+class InsufficientCredits(ServiceError):
+    code = "insufficient_credits"
+    status_code = 402
+    title = "Insufficient credits"
+    default_detail = "Not enough credits available for this operation."
+
+
+class PermissionDenied(ServiceError):
+    code = "permission_denied"
+    status_code = 403
+    title = "Permission denied"
+    default_detail = "You are not allowed to do this."
+
+
+class NotFound(ServiceError):
+    code = "not_found"
+    status_code = 404
+    title = "Not found"
+    default_detail = "No such object."
+
+
+class IdempotencyConflict(ServiceError):
+    code = "idempotency_conflict"
+    status_code = 409
+    title = "Idempotency key reused"
+    default_detail = "This Idempotency-Key was already used with a different request."
+
+
+class QuotaExceeded(ServiceError):
+    code = "quota_exceeded"
+    status_code = 429
+    title = "Quota exceeded"
+    default_detail = "A plan quota has been reached."
+
+
+class RateLimited(ServiceError):
+    code = "rate_limited"
+    status_code = 429
+    title = "Rate limited"
+    default_detail = "Too many requests for this API key."
+
+
+class ServerBusy(ServiceError):
+    code = "server_busy"
+    status_code = 503
+    title = "Server busy"
+    default_detail = "The model's queue is saturated. Retry later."
+
+
+ALL_ERRORS: tuple[type[ServiceError], ...] = (
+    ValidationError,
+    AuthenticationFailed,
+    InsufficientCredits,
+    PermissionDenied,
+    NotFound,
+    IdempotencyConflict,
+    QuotaExceeded,
+    RateLimited,
+    ServerBusy,
+)

@@ -1,0 +1,22 @@
+"""Tests run on PostgreSQL and Redis, never silently on SQLite (see scripts/run_tests.py)."""
+
+from django.core.exceptions import ImproperlyConfigured
+
+from config.settings.base import *  # noqa: F403
+from config.settings.base import DATABASES, REDIS_URL
+
+if DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
+    raise ImproperlyConfigured(
+        "Tests need PostgreSQL: set DATABASE_URL=postgres://... (make test finds or starts one)."
+    )
+if not REDIS_URL:
+    raise ImproperlyConfigured(
+        "Tests need Redis: set REDIS_URL=redis://... (make test finds or starts one)."
+    )
+
+DEBUG = False
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+DATABASES["default"]["CONN_MAX_AGE"] = 0
+CACHES["default"]["KEY_PREFIX"] = "gpucredits-test"  # noqa: F405
+ALLOWED_HOSTS = ["*"]
