@@ -6,7 +6,7 @@ import hmac
 
 from django.db.models import QuerySet
 
-from accounts.models import APIKey, Membership, Organization, User
+from accounts.models import APIKey, Membership, Organization, Plan, User
 from config.errors import NotFound
 
 
@@ -14,6 +14,31 @@ def organizations_for_user(*, user: User) -> QuerySet[Organization]:
     if not user.is_authenticated:
         return Organization.objects.none()
     return Organization.objects.filter(memberships__user=user).order_by("name", "slug")
+
+
+def organization_for_user(*, user: User, organization_id) -> Organization:
+    """One of the user's organizations; any other (or a malformed id) is NotFound."""
+    try:
+        return organizations_for_user(user=user).get(pk=organization_id)
+    except (Organization.DoesNotExist, ValueError, TypeError):
+        raise NotFound("No such organization.") from None
+
+
+def plan_get(*, slug: str) -> Plan:
+    try:
+        return Plan.objects.get(slug=slug)
+    except Plan.DoesNotExist:
+        raise NotFound(f"No plan {slug!r}.") from None
+
+
+def organization_by_slug(*, slug: str) -> Organization | None:
+    """System-level lookup (commands, admin tooling): never use it for a customer request."""
+    return Organization.objects.select_related("subscription__plan").filter(slug=slug).first()
+
+
+def organization_detail(*, organization: Organization) -> Organization:
+    """`organization` again, with its subscription and plan loaded in the same query."""
+    return Organization.objects.select_related("subscription__plan").get(pk=organization.pk)
 
 
 def membership_for(*, organization: Organization, user: User) -> Membership | None:

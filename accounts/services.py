@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import calendar
 import hashlib
+import importlib
 import secrets
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.tokens import default_token_generator
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.mail import send_mail
+from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
 from django.urls import reverse
 from django.utils import timezone
@@ -76,6 +79,22 @@ def add_months(moment: datetime, months: int) -> datetime:
     return moment.replace(year=year, month=month, day=day)
 
 
+# --- Plans ------------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def plans_ensure_defaults() -> list[Plan]:
+    """Create whichever of the spec's default plans (the data migration's) is missing. An
+    existing plan is never overwritten: admins may have edited it. Returns the created ones."""
+    migration = importlib.import_module("accounts.migrations.0002_default_plans")
+    created = []
+    for fields in migration.PLANS:
+        plan, was_created = Plan.objects.get_or_create(slug=fields["slug"], defaults=fields)
+        if was_created:
+            created.append(plan)
+    return created
+
+
 # --- Organizations ----------------------------------------------------------------------------
 
 
@@ -86,6 +105,22 @@ def _unique_slug(base: str) -> str:
         n += 1
         slug = f"{base}-{n}"
     return slug
+
+
+def organization_slug_validate(*, slug: str) -> None:
+    """Raise ValidationError unless `slug` is well-formed and not taken (writes nothing)."""
+    org = Organization(slug=slug, name=slug)
+    try:
+        org.full_clean(exclude=["name"], validate_unique=False)
+    except DjangoValidationError as exc:
+        raise ValidationError(
+            f"Invalid organization slug {slug!r}: lowercase letters, digits and hyphens.",
+            errors={"slug": ["Invalid slug."]},
+        ) from exc
+    if Organization.objects.filter(slug=slug).exists():
+        raise ValidationError(
+            f"Organization {slug!r} already exists.", errors={"slug": ["Already taken."]}
+        )
 
 
 @transaction.atomic
@@ -106,18 +141,7 @@ def organization_create(
     if slug is None:
         slug = _unique_slug(name)
     else:
-        org = Organization(slug=slug, name=name or slug)
-        try:
-            org.full_clean(exclude=["name"], validate_unique=False)
-        except Exception as exc:  # django's ValidationError → ours
-            raise ValidationError(
-                f"Invalid organization slug {slug!r}: lowercase letters, digits and hyphens.",
-                errors={"slug": ["Invalid slug."]},
-            ) from exc
-        if Organization.objects.filter(slug=slug).exists():
-            raise ValidationError(
-                f"Organization {slug!r} already exists.", errors={"slug": ["Already taken."]}
-            )
+        organization_slug_validate(slug=slug)
     try:
         with transaction.atomic():
             org = Organization.objects.create(slug=slug, name=name or slug)
@@ -163,7 +187,9 @@ def subscription_start(
             "current_period_end": add_months(now, 1),
             "cancel_at_period_end": False,
             **({"stripe_customer_id": stripe_customer_id} if stripe_customer_id else {}),
-            **({"stripe_subscription_id": stripe_subscription_id} if stripe_subscription_id else {}),
+            **(
+                {"stripe_subscription_id": stripe_subscription_id} if stripe_subscription_id else {}
+            ),
         },
     )
     audit_record(
@@ -177,7 +203,45 @@ def subscription_start(
             "period_end": sub.current_period_end.isoformat(),
         },
     )
-    subscription_period_opened.send(sender=Subscription, subscription=sub, previous_end=None)
+    subscription_period_opened.send(
+        sender=Subscription, subscription=sub, previous_start=None, previous_end=None
+    )
+    return sub
+
+
+@transaction.atomic
+def subscription_advance_period(
+    *, subscription: Subscription, now: datetime | None = None
+) -> Subscription | None:
+    """Renew: the period that ended becomes the previous one and a new monthly period opens
+    (skipping whole periods missed while nothing ran, so credits are granted once, for the
+    period containing `now`). Returns None when the period has not ended yet. Idempotent."""
+    now = now or timezone.now()
+    sub = Subscription.objects.select_for_update().select_related("plan").get(pk=subscription.pk)
+    if sub.current_period_end > now:
+        return None
+    previous_start, previous_end = sub.current_period_start, sub.current_period_end
+    start, end = previous_end, add_months(previous_end, 1)
+    while end <= now:
+        start, end = end, add_months(end, 1)
+    sub.current_period_start, sub.current_period_end = start, end
+    sub.save(update_fields=["current_period_start", "current_period_end", "updated_at"])
+    audit_record(
+        action="subscription.renewed",
+        organization=sub.organization,
+        target=sub,
+        data={
+            "plan": sub.plan.slug,
+            "period_start": start.isoformat(),
+            "period_end": end.isoformat(),
+        },
+    )
+    subscription_period_opened.send(
+        sender=Subscription,
+        subscription=sub,
+        previous_start=previous_start,
+        previous_end=previous_end,
+    )
     return sub
 
 
@@ -201,21 +265,78 @@ def user_signup(
     return user, org
 
 
-def _send_invite(*, user: User, organization: Organization, invited_by: User | None) -> None:
-    uid = urlsafe_base64_encode(force_bytes(user.pk))
-    token = default_token_generator.make_token(user)
-    path = reverse("password_reset_confirm", kwargs={"uidb64": uid, "token": token})
+def _send_invite(
+    *, user: User, organization: Organization, invited_by: User | None, new_user: bool
+) -> None:
+    """Tell a user they were added. A new user (no password yet) gets a link to choose one."""
     who = invited_by.get_full_name() if invited_by else "An administrator"
+    site = settings.SITE_URL.rstrip("/")
+    lines = [f"{who} added you to the organization {organization.name} on {settings.SITE_NAME}."]
+    if new_user:
+        uid = urlsafe_base64_encode(force_bytes(user.pk))
+        token = default_token_generator.make_token(user)
+        path = reverse("password_reset_confirm", kwargs={"uidb64": uid, "token": token})
+        lines += ["", f"Choose a password to sign in: {site}{path}"]
+    else:
+        lines += ["", f"Sign in as usual and pick it in the organization menu: {site}/"]
     send_mail(
         subject=f"You have been added to {organization.name} on {settings.SITE_NAME}",
-        message=(
-            f"{who} added you to the organization {organization.name}.\n\n"
-            f"Choose a password to sign in: {path}\n"
-            "(Prefix the link with this site's address.)\n"
-        ),
+        message="\n".join(lines) + "\n",
         from_email=None,
         recipient_list=[user.email],
     )
+
+
+@transaction.atomic
+def user_ensure(
+    *,
+    email: str,
+    password: str | None = None,
+    name: str | None = None,
+    is_staff: bool | None = None,
+    is_superuser: bool | None = None,
+    actor: User | None = None,
+) -> tuple[User, bool]:
+    """The user with this email (case-insensitive), created when missing. A new user without a
+    `password` gets an unusable one (they choose theirs through password reset). Given
+    arguments are applied to an existing user too; None leaves a field as it is.
+    Returns (user, created)."""
+    email = User.objects.normalize_email(email or "").lower().strip()
+    try:
+        validate_email(email)
+    except DjangoValidationError:
+        raise ValidationError(
+            f"Invalid email address {email!r}.", errors={"email": ["Invalid."]}
+        ) from None
+    user = User.objects.select_for_update().filter(email__iexact=email).first()
+    created = user is None
+    if created:
+        user = User.objects.create_user(
+            email=email,
+            password=password,
+            name=name or "",
+            is_staff=bool(is_staff),
+            is_superuser=bool(is_superuser),
+        )
+        audit_record(action="user.created", actor=actor, target=user, data={"email": email})
+        return user, True
+    changed: list[str] = []
+    for field, value in (("name", name), ("is_staff", is_staff), ("is_superuser", is_superuser)):
+        if value is not None and getattr(user, field) != value:
+            setattr(user, field, value)
+            changed.append(field)
+    if password is not None:
+        user.set_password(password)
+        changed.append("password")
+    if changed:
+        user.save(update_fields=changed)
+        audit_record(
+            action="user.updated",
+            actor=actor,
+            target=user,
+            data={"email": email, "fields": sorted(changed)},
+        )
+    return user, False
 
 
 # --- Memberships ------------------------------------------------------------------------------
@@ -265,7 +386,9 @@ def membership_add(
         data={"email": email, "role": role, "invited": created},
     )
     transaction.on_commit(
-        lambda: _send_invite(user=user, organization=organization, invited_by=actor)
+        lambda: _send_invite(
+            user=user, organization=organization, invited_by=actor, new_user=created
+        )
     )
     return membership, created
 
@@ -321,6 +444,44 @@ def membership_remove(*, membership: Membership, actor: User) -> None:
     membership.delete()
 
 
+@transaction.atomic
+def membership_ensure(
+    *, organization: Organization, user: User, role: str, actor: User | None = None
+) -> Membership:
+    """System-level (commands, seeding): make `user` a member of `organization` with `role`,
+    adding or changing the membership as needed. Keeps the last-owner rule."""
+    if role not in Role.values:
+        raise ValidationError(f"Unknown role {role!r}.", errors={"role": ["Unknown role."]})
+    membership = (
+        Membership.objects.select_for_update().filter(organization=organization, user=user).first()
+    )
+    if membership is None:
+        membership = Membership.objects.create(organization=organization, user=user, role=role)
+        audit_record(
+            action="membership.added",
+            organization=organization,
+            actor=actor,
+            target=membership,
+            data={"email": user.email, "role": role, "invited": False},
+        )
+        return membership
+    if membership.role == role:
+        return membership
+    if membership.role == Role.OWNER and _owner_count(organization) <= 1:
+        raise ValidationError("An organization must keep at least one owner.")
+    old = membership.role
+    membership.role = role
+    membership.save(update_fields=["role"])
+    audit_record(
+        action="membership.role_changed",
+        organization=organization,
+        actor=actor,
+        target=membership,
+        data={"email": user.email, "from": old, "to": role},
+    )
+    return membership
+
+
 # --- API keys ---------------------------------------------------------------------------------
 
 
@@ -374,8 +535,15 @@ def api_key_create(
 
 
 @transaction.atomic
-def api_key_revoke(*, api_key: APIKey, actor: User | None) -> APIKey:
-    if actor is not None:
+def api_key_revoke(*, api_key: APIKey, actor: User | None, as_staff: bool = False) -> APIKey:
+    """Revoke a key (idempotent: an already revoked key is left as it is).
+
+    `actor` must manage the key's organization, unless `as_staff` (the Django admin acting for
+    support), which requires an active staff user instead."""
+    if as_staff:
+        if actor is None or not (actor.is_active and actor.is_staff):
+            raise PermissionDenied("Only staff can revoke keys of any organization.")
+    elif actor is not None:
         _require_manager(organization=api_key.organization, actor=actor)
     updated = APIKey.objects.filter(pk=api_key.pk, revoked_at__isnull=True).update(
         revoked_at=timezone.now()
@@ -387,7 +555,11 @@ def api_key_revoke(*, api_key: APIKey, actor: User | None) -> APIKey:
             organization=api_key.organization,
             actor=actor,
             target=api_key,
-            data={"name": api_key.name, "prefix": api_key.prefix},
+            data={
+                "name": api_key.name,
+                "prefix": api_key.prefix,
+                **({"via": "admin"} if as_staff else {}),
+            },
         )
     return api_key
 
@@ -398,7 +570,5 @@ def api_key_touch(*, api_key: APIKey) -> None:
     horizon = now - timedelta(seconds=settings.API_KEY_LAST_USED_RESOLUTION_S)
     if api_key.last_used_at is not None and api_key.last_used_at > horizon:
         return
-    APIKey.objects.filter(pk=api_key.pk).exclude(last_used_at__gt=horizon).update(
-        last_used_at=now
-    )
+    APIKey.objects.filter(pk=api_key.pk).exclude(last_used_at__gt=horizon).update(last_used_at=now)
     api_key.last_used_at = now

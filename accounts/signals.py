@@ -2,6 +2,7 @@
 
 from django.dispatch import Signal
 
-# Sent inside the transaction that opens a subscription period (a new subscription, a plan
-# change or a renewal). Arguments: subscription, previous_end (datetime | None).
+# Sent inside the transaction that opens a subscription period: a new subscription, a plan
+# change or a renewal. Arguments: subscription, previous_start and previous_end (the period
+# that just ended, or None for a new subscription).
 subscription_period_opened = Signal()

@@ -14,3 +14,25 @@ def api_client():
     from rest_framework.test import APIClient
 
     return APIClient()
+
+
+@pytest.fixture(autouse=True)
+def _ledger_invariants(request):
+    """After every test that uses the database, the credits ledger must be exactly consistent
+    (the same checks as `manage.py check_ledger`)."""
+    marker = request.node.get_closest_marker("django_db")
+    uses_db = marker is not None or {"db", "transactional_db"} & set(request.fixturenames)
+    if not uses_db:
+        yield
+        return
+    transactional = "transactional_db" in request.fixturenames or (
+        marker is not None and marker.kwargs.get("transaction")
+    )
+    request.getfixturevalue("transactional_db" if transactional else "db")
+    yield
+    if request.node.get_closest_marker("ledger_drift_expected"):
+        return
+    from credits.selectors import ledger_drift
+
+    drifts = ledger_drift()
+    assert not drifts, "ledger drift after test:\n" + "\n".join(map(str, drifts))

@@ -24,9 +24,25 @@ class UserFactory(factory.django.DjangoModelFactory):
             obj.save()
 
 
-def make_org(*, slug: str | None = None, plan: str = "starter", owner: User | None = None,
-             name: str | None = None):
+def ensure_default_plans() -> None:
+    """The spec's plans, as the data migration creates them. Transactional tests flush the
+    database between tests, so they need this again."""
+    import importlib
+
+    plans = importlib.import_module("accounts.migrations.0002_default_plans").PLANS
+    for fields in plans:
+        Plan.objects.get_or_create(slug=fields["slug"], defaults=fields)
+
+
+def make_org(
+    *,
+    slug: str | None = None,
+    plan: str = "starter",
+    owner: User | None = None,
+    name: str | None = None,
+):
     """An organization on `plan` (by slug), owned by `owner` (a new user when omitted)."""
+    ensure_default_plans()
     owner = owner or UserFactory()
     return services.organization_create(
         name=name or (slug or "Org").title(),
@@ -39,3 +55,38 @@ def make_org(*, slug: str | None = None, plan: str = "starter", owner: User | No
 def add_member(org, *, role: str = Role.MEMBER, user: User | None = None) -> Membership:
     user = user or UserFactory()
     return Membership.objects.create(organization=org, user=user, role=role)
+
+
+def account_of(org):
+    from credits.models import CreditAccount
+
+    return CreditAccount.objects.get(organization=org)
+
+
+def make_account(*, plan: str = "starter", credits=None, slug: str | None = None):
+    """A funded credit account on `plan`. `credits` replaces the plan grant with a purchase
+    grant of that size (the plan grant is expired away) when given."""
+    from decimal import Decimal
+
+    from credits import ledger
+    from credits.models import CreditGrant
+
+    org = make_org(slug=slug, plan=plan)
+    account = account_of(org)
+    if credits is not None:
+        for grant in CreditGrant.objects.filter(account=account, remaining__gt=0):
+            ledger.adjust(
+                account=account,
+                amount=-grant.remaining,
+                reason="test setup",
+                idempotency_key=f"setup-clear-{grant.pk}",
+            )
+        if Decimal(str(credits)) > 0:
+            ledger.grant_create(
+                account=account,
+                amount=credits,
+                source="purchase",
+                idempotency_key=f"setup-{account.pk}",
+            )
+        account.refresh_from_db()
+    return account

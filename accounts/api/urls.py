@@ -1,1 +1,8 @@
-urlpatterns: list = []
+from django.urls import path
+
+from accounts.api import views
+
+urlpatterns = [
+    path("organization/", views.OrganizationView.as_view(), name="api-organization"),
+    path("api-keys/", views.APIKeyListView.as_view(), name="api-api-key-list"),
+]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from drf_spectacular.authentication import SessionScheme
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication
 
@@ -53,3 +54,9 @@ class APIKeyAuthenticationScheme(OpenApiAuthenticationExtension):
             "scheme": "bearer",
             "description": "An organization API key, created on the web UI's API keys page.",
         }
+
+
+class SessionAuthenticationScheme(SessionScheme):
+    """Documents our SessionAuthentication subclass (drf-spectacular only knows DRF's own)."""
+
+    target_class = "config.api.authentication.SessionAuthentication"

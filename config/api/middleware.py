@@ -6,7 +6,7 @@ import logging
 
 from django.http import Http404
 
-from config.api.exceptions import problem, problem_response
+from config.api.exceptions import ATOMIC_DEPTH_ATTR, atomic_depths, problem, problem_response
 
 logger = logging.getLogger(__name__)
 
@@ -16,6 +16,8 @@ class ProblemJSONMiddleware:
         self.get_response = get_response
 
     def __call__(self, request):
+        # Lets the API exception handler roll back only what this request opened.
+        setattr(request, ATOMIC_DEPTH_ATTR, atomic_depths())
         response = self.get_response(request)
         if (
             request.path.startswith("/api/")
@@ -24,8 +26,11 @@ class ProblemJSONMiddleware:
         ):
             return problem_response(
                 problem(
-                    status=404, code="not_found", title="Not found",
-                    detail="No such endpoint.", instance=request.path,
+                    status=404,
+                    code="not_found",
+                    title="Not found",
+                    detail="No such endpoint.",
+                    instance=request.path,
                 )
             )
         return response
@@ -35,11 +40,21 @@ class ProblemJSONMiddleware:
             return None
         if isinstance(exception, Http404):
             return problem_response(
-                problem(status=404, code="not_found", title="Not found",
-                        detail="No such object.", instance=request.path)
+                problem(
+                    status=404,
+                    code="not_found",
+                    title="Not found",
+                    detail="No such object.",
+                    instance=request.path,
+                )
             )
         logger.exception("Unhandled error on %s", request.path)
         return problem_response(
-            problem(status=500, code="server_error", title="Internal server error",
-                    detail="An unexpected error occurred.", instance=request.path)
+            problem(
+                status=500,
+                code="server_error",
+                title="Internal server error",
+                detail="An unexpected error occurred.",
+                instance=request.path,
+            )
         )

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.core.cache import cache
 from django.db import connection
 from django.http import Http404, JsonResponse
-from django.conf import settings
 from drf_spectacular.utils import extend_schema
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
@@ -37,8 +37,9 @@ def healthz(request):
             ok = False
     else:
         checks["redis"] = "not configured"
-    return JsonResponse({"status": "ok" if ok else "error", "checks": checks},
-                        status=200 if ok else 503)
+    return JsonResponse(
+        {"status": "ok" if ok else "error", "checks": checks}, status=200 if ok else 503
+    )
 
 
 class ProblemTypeView(APIView):
@@ -53,7 +54,11 @@ class ProblemTypeView(APIView):
         for error in errors.ALL_ERRORS:
             if error.code == code:
                 return Response(
-                    {"code": code, "status": error.status_code, "title": error.title,
-                     "description": error.default_detail}
+                    {
+                        "code": code,
+                        "status": error.status_code,
+                        "title": error.title,
+                        "description": error.default_detail,
+                    }
                 )
         raise Http404

@@ -19,6 +19,8 @@ SECRET_KEY = env("SECRET_KEY", default="insecure-dev-key-change-me-in-production
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 SITE_NAME = env("SITE_NAME", default="GPU Credits")
+# The public address of the web UI, for links in emails.
+SITE_URL = env("SITE_URL", default="http://127.0.0.1:8000")
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -213,3 +215,7 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
 }
+
+# --- Credits ----------------------------------------------------------------------------------
+# A hold not captured or released within this time is released by the stale-holds beat task.
+CREDITS_HOLD_TIMEOUT_S = env.int("CREDITS_HOLD_TIMEOUT_S", default=2 * 3600)

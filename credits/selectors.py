@@ -1,0 +1,278 @@
+"""Reads of the credits ledger, including the invariant check behind `check_ledger`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+from django.db import connection
+from django.db.models import Q, QuerySet, Sum, TextField, Value
+
+from accounts.models import Organization
+from credits.models import (
+    CreditAccount,
+    CreditGrant,
+    CreditHold,
+    EntryAllocation,
+    LedgerEntry,
+)
+from credits.money import to_credits
+
+ACCOUNT = CreditAccount._meta.db_table
+GRANT = CreditGrant._meta.db_table
+HOLD = CreditHold._meta.db_table
+ENTRY = LedgerEntry._meta.db_table
+ALLOC = EntryAllocation._meta.db_table
+
+
+@dataclass(frozen=True)
+class Drift:
+    account_id: int
+    check: str
+    expected: str
+    actual: str
+    grant_id: int | None = None
+    entry_id: int | None = None
+
+    def __str__(self) -> str:
+        where = f"account {self.account_id}"
+        if self.grant_id:
+            where += f" grant {self.grant_id}"
+        if self.entry_id:
+            where += f" entry {self.entry_id}"
+        return f"{where}: {self.check}: expected {self.expected}, found {self.actual}"
+
+
+# Each check returns rows (account_id, grant_id, entry_id, expected, actual) that disagree.
+_CHECKS: dict[str, str] = {
+    "balance == sum of posting entries": f"""
+        SELECT a.id, NULL, NULL, COALESCE(e.s, 0), a.balance
+        FROM {ACCOUNT} a
+        LEFT JOIN (SELECT account_id, SUM(balance_delta) AS s FROM {ENTRY} GROUP BY account_id) e
+               ON e.account_id = a.id
+        WHERE a.balance <> COALESCE(e.s, 0) {{accounts_a}}""",
+    "held == sum of open holds": f"""
+        SELECT a.id, NULL, NULL, COALESCE(h.s, 0), a.held
+        FROM {ACCOUNT} a
+        LEFT JOIN (SELECT account_id, SUM(amount) AS s FROM {HOLD}
+                   WHERE status = 'held' GROUP BY account_id) h ON h.account_id = a.id
+        WHERE a.held <> COALESCE(h.s, 0) {{accounts_a}}""",
+    "held == sum of hold/release/capture entries": f"""
+        SELECT a.id, NULL, NULL, COALESCE(e.s, 0), a.held
+        FROM {ACCOUNT} a
+        LEFT JOIN (SELECT account_id, SUM(held_delta) AS s FROM {ENTRY} GROUP BY account_id) e
+               ON e.account_id = a.id
+        WHERE a.held <> COALESCE(e.s, 0) {{accounts_a}}""",
+    "grant remaining == sum of its allocations": f"""
+        SELECT g.account_id, g.id, NULL, COALESCE(x.s, 0), g.remaining
+        FROM {GRANT} g
+        LEFT JOIN (SELECT grant_id, SUM(amount) AS s FROM {ALLOC}
+                   WHERE grant_id IS NOT NULL GROUP BY grant_id) x ON x.grant_id = g.id
+        WHERE g.remaining <> COALESCE(x.s, 0) {{accounts_g}}""",
+    "available == grants remaining - unfunded": f"""
+        SELECT a.id, NULL, NULL, COALESCE(x.s, 0), a.balance - a.held
+        FROM {ACCOUNT} a
+        LEFT JOIN (SELECT account_id, SUM(amount) AS s FROM {ALLOC} GROUP BY account_id) x
+               ON x.account_id = a.id
+        WHERE a.balance - a.held <> COALESCE(x.s, 0) {{accounts_a}}""",
+    "entry chain (balance_after/held_after follow the deltas)": f"""
+        SELECT account_id, NULL, id, expected, actual FROM (
+            SELECT account_id, id,
+                   COALESCE(LAG(balance_after) OVER w, 0) + balance_delta AS expected,
+                   balance_after AS actual,
+                   COALESCE(LAG(held_after) OVER w, 0) + held_delta AS expected_h,
+                   held_after AS actual_h,
+                   sequence, ROW_NUMBER() OVER w AS n
+            FROM {ENTRY} {{where_entries}}
+            WINDOW w AS (PARTITION BY account_id ORDER BY sequence)
+        ) c
+        WHERE expected <> actual OR expected_h <> actual_h OR sequence <> n""",
+    "account version == last entry sequence": f"""
+        SELECT a.id, NULL, NULL, COALESCE(e.m, 0), a.version
+        FROM {ACCOUNT} a
+        LEFT JOIN (SELECT account_id, MAX(sequence) AS m FROM {ENTRY} GROUP BY account_id) e
+               ON e.account_id = a.id
+        WHERE a.version <> COALESCE(e.m, 0) {{accounts_a}}""",
+}
+
+
+def ledger_drift(*, account_ids: list[int] | None = None) -> list[Drift]:
+    """Every way the ledger disagrees with itself (spec §2 invariants), set-based: one query per
+    invariant over all accounts (or just `account_ids`). Empty means clean."""
+    drifts: list[Drift] = []
+    params: list = []
+    if account_ids is not None:
+        if not account_ids:
+            return []
+        marks = ", ".join(["%s"] * len(account_ids))
+        filters = {
+            "accounts_a": f"AND a.id IN ({marks})",
+            "accounts_g": f"AND g.account_id IN ({marks})",
+            "where_entries": f"WHERE account_id IN ({marks})",
+        }
+        params = list(account_ids)
+    else:
+        filters = {"accounts_a": "", "accounts_g": "", "where_entries": ""}
+    with connection.cursor() as cursor:
+        for check, sql in _CHECKS.items():
+            cursor.execute(sql.format(**filters), params)
+            for account_id, grant_id, entry_id, expected, actual in cursor.fetchall():
+                drifts.append(
+                    Drift(
+                        account_id=account_id,
+                        check=check,
+                        expected=str(to_credits(expected)),
+                        actual=str(to_credits(actual)),
+                        grant_id=grant_id,
+                        entry_id=entry_id,
+                    )
+                )
+    return drifts
+
+
+# --- Customer-facing reads (always scoped to one organization) --------------------------------
+
+
+def account_get(*, organization: Organization) -> CreditAccount | None:
+    return CreditAccount.objects.filter(organization=organization).first()
+
+
+def grants_live(*, account: CreditAccount) -> QuerySet[CreditGrant]:
+    return CreditGrant.objects.filter(account=account, remaining__gt=0)
+
+
+def entries_for(*, organization: Organization, kind: str | None = None) -> QuerySet[LedgerEntry]:
+    qs = LedgerEntry.objects.filter(account__organization=organization)
+    if kind:
+        qs = qs.filter(kind=kind)
+    return qs
+
+
+def overage_used(*, account: CreditAccount) -> Decimal:
+    """How far `available` is below zero (0 when positive)."""
+    return max(Decimal(0), -(account.balance - account.held))
+
+
+# --- Summaries shared by the API and the web UI -------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BalanceSummary:
+    balance: Decimal
+    held: Decimal
+    available: Decimal
+    overage_used: Decimal
+    overage_cap: Decimal
+    plan: str | None
+    grants: list[CreditGrant]
+    next_expiry: CreditGrant | None
+
+
+def balance_summary(*, organization: Organization) -> BalanceSummary:
+    """Balance, held, available, overage used/cap, the live grants (burn-down order) and the
+    next grant to expire."""
+    from django.utils import timezone
+
+    account = account_get(organization=organization)
+    subscription = getattr(organization, "subscription", None)
+    plan = subscription.plan.slug if subscription is not None else None
+    if account is None:
+        zero = Decimal(0)
+        return BalanceSummary(zero, zero, zero, zero, zero, plan, [], None)
+    grants = list(grants_live(account=account).order_by(*CreditGrant._meta.ordering))
+    now = timezone.now()
+    expiring = [g for g in grants if g.expires_at is not None and g.expires_at > now]
+    return BalanceSummary(
+        balance=account.balance,
+        held=account.held,
+        available=account.available,
+        overage_used=overage_used(account=account),
+        overage_cap=account.overage_limit,
+        plan=plan,
+        grants=grants,
+        next_expiry=min(expiring, key=lambda g: g.expires_at) if expiring else None,
+    )
+
+
+@dataclass(frozen=True)
+class QuotaStatus:
+    name: str
+    limit: int | Decimal | None  # None: unlimited / not applicable
+    used: int | Decimal | None
+    resets_at: object = None
+
+
+def quota_status(*, organization: Organization, now=None) -> list[QuotaStatus]:
+    """Every plan limit with its current use, in the order submissions are checked."""
+    from datetime import UTC, timedelta
+
+    from django.utils import timezone
+
+    from credits.models import HoldStatus
+
+    now = now or timezone.now()
+    plan = organization.subscription.plan
+    account = account_get(organization=organization)
+    day_start = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    holds = CreditHold.objects.filter(account=account) if account else CreditHold.objects.none()
+    today = holds.filter(
+        created_at__gte=day_start, status__in=[HoldStatus.HELD, HoldStatus.CAPTURED]
+    ).count()
+    running = holds.filter(status=HoldStatus.HELD).count()
+    return [
+        QuotaStatus("api_access", 1 if plan.api_access else 0, None),
+        QuotaStatus("api_rate_limit_per_min", plan.api_rate_limit_per_min, None),
+        QuotaStatus(
+            "daily_generation_cap", plan.daily_generation_cap, today, day_start + timedelta(days=1)
+        ),
+        QuotaStatus("max_concurrent_jobs", plan.max_concurrent_jobs, running),
+        QuotaStatus(
+            "overage_cap",
+            account.overage_limit if account else Decimal(0),
+            overage_used(account=account) if account else Decimal(0),
+        ),
+    ]
+
+
+@dataclass(frozen=True)
+class UsageRow:
+    key: str  # the day (YYYY-MM-DD) or the model slug
+    credits_spent: Decimal
+    generations: int
+    released: int
+
+
+def usage(*, organization: Organization, start, end, group_by: str = "day") -> list[UsageRow]:
+    """Captured credits and counts of holds created in [start, end), per UTC day or per model
+    (the `model` key of the hold's metadata). One grouped query."""
+    from django.db.models import Count
+    from django.db.models.fields.json import KT
+    from django.db.models.functions import Coalesce, TruncDate
+
+    from credits.models import HoldStatus
+
+    if group_by not in ("day", "model"):
+        raise ValueError(group_by)
+    holds = CreditHold.objects.filter(
+        account__organization=organization, created_at__gte=start, created_at__lt=end
+    )
+    key = (
+        TruncDate("created_at")
+        if group_by == "day"
+        else Coalesce(KT("metadata__model"), Value("unknown"), output_field=TextField())
+    )
+    rows = (
+        holds.annotate(k=key)
+        .values("k")
+        .annotate(
+            spent=Coalesce(
+                Sum("captured_amount", filter=Q(status=HoldStatus.CAPTURED)), Value(Decimal(0))
+            ),
+            generations=Count("id", filter=Q(status=HoldStatus.CAPTURED)),
+            released=Count("id", filter=Q(status__in=[HoldStatus.RELEASED, HoldStatus.EXPIRED])),
+        )
+        .order_by("k")
+    )
+    return [
+        UsageRow(str(r["k"]), to_credits(r["spent"]), r["generations"], r["released"]) for r in rows
+    ]
