@@ -18,6 +18,7 @@ Rules it keeps (TigerBeetle / pgledger style, on PostgreSQL):
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -55,6 +56,7 @@ ACCOUNT = CreditAccount._meta.db_table
 GRANT = CreditGrant._meta.db_table
 HOLD = CreditHold._meta.db_table
 ENTRY = LedgerEntry._meta.db_table
+ALLOC = EntryAllocation._meta.db_table
 
 # Burn-down order, as SQL: lower priority, earliest expiry (never-expiring last), oldest.
 BURN_DOWN_SQL = "priority, (expires_at IS NULL), expires_at, created_at, id"
@@ -115,7 +117,7 @@ def _move_account(
     )
     params: list = [balance_delta, held_delta, _ts(now), account_id]
     if require_available is not None:
-        sql += " AND balance - held - %s >= -overage_limit"
+        sql += " AND balance - held - CAST(%s AS NUMERIC) >= -overage_limit"
         params.append(require_available)
     sql += " RETURNING balance, held, version"
     with connection.cursor() as cursor:
@@ -181,8 +183,9 @@ def _draw(account_id: int, amount: Decimal, now: datetime) -> list[tuple[int | N
             WHERE account_id = %s AND remaining > 0 AND (expires_at IS NULL OR expires_at > %s)
         ),
         take AS (
-            SELECT id, CASE WHEN cum <= %s THEN remaining ELSE %s - (cum - remaining) END AS take
-            FROM ordered WHERE cum - remaining < %s
+            SELECT id, CASE WHEN cum <= CAST(%s AS NUMERIC) THEN remaining
+                            ELSE CAST(%s AS NUMERIC) - (cum - remaining) END AS take
+            FROM ordered WHERE cum - remaining < CAST(%s AS NUMERIC)
         )"""
     params = [account_id, _ts(now), amount, amount, amount]
     with connection.cursor() as cursor:
@@ -359,6 +362,100 @@ def grants_expire_due(*, now: datetime | None = None, limit: int = 10_000) -> in
 # --- Holds ------------------------------------------------------------------------------------
 
 
+# PostgreSQL: after the account UPDATE has taken the lock, one statement draws the grants in
+# burn-down order and writes the hold, its entry and its allocations (data-modifying CTEs).
+# Its snapshot is taken after the lock, so it sees every committed change to the grants.
+_PG_HOLD_SQL = f"""
+WITH ordered AS (
+    SELECT id, remaining,
+           SUM(remaining) OVER (ORDER BY {BURN_DOWN_SQL}
+                                ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS cum
+    FROM {GRANT}
+    WHERE account_id = %(account)s AND remaining > 0
+      AND (expires_at IS NULL OR expires_at > %(now)s)
+),
+take AS (
+    SELECT id, CASE WHEN cum <= %(amount)s THEN remaining
+                    ELSE %(amount)s - (cum - remaining) END AS take
+    FROM ordered WHERE cum - remaining < %(amount)s
+),
+drawn AS (
+    UPDATE {GRANT} AS g SET remaining = g.remaining - take.take
+    FROM take WHERE g.id = take.id
+    RETURNING g.id, take.take
+),
+funded AS (SELECT COALESCE(SUM(take), 0) AS s FROM take),
+h AS (
+    INSERT INTO {HOLD} (account_id, key, amount, status, captured_amount, unfunded, api_key_id,
+                        metadata, expires_at, created_at, resolved_at)
+    SELECT %(account)s, %(key)s, %(amount)s, 'held', NULL, %(amount)s - funded.s, %(api_key)s,
+           %(metadata)s::jsonb, %(expires_at)s, %(now)s, NULL
+    FROM funded
+    RETURNING id, unfunded
+),
+e AS (
+    INSERT INTO {ENTRY} (account_id, sequence, kind, amount, balance_delta, held_delta,
+                         balance_after, held_after, grant_id, hold_id, idempotency_key,
+                         actor_id, reason, created_at)
+    SELECT %(account)s, %(sequence)s, 'hold', %(amount)s, 0, %(amount)s, %(balance)s,
+           %(held)s, NULL, h.id, %(entry_key)s, NULL, %(reason)s, %(now)s
+    FROM h
+    RETURNING id
+),
+allocated AS (
+    INSERT INTO {ALLOC} (entry_id, account_id, grant_id, amount)
+    SELECT e.id, %(account)s, drawn.id, -drawn.take FROM e, drawn
+    UNION ALL
+    SELECT e.id, %(account)s, NULL, -h.unfunded FROM e, h WHERE h.unfunded > 0
+)
+SELECT h.id, h.unfunded FROM h
+"""
+
+
+def _pg_hold_draw_and_record(
+    account_id: int,
+    posted: _Posted,
+    *,
+    amount: Decimal,
+    key: str,
+    now: datetime,
+    expires_at: datetime,
+    api_key,
+    metadata: dict,
+) -> CreditHold:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _PG_HOLD_SQL,
+            {
+                "account": account_id,
+                "now": now,
+                "amount": amount,
+                "key": key,
+                "api_key": api_key.pk if api_key is not None else None,
+                "metadata": json.dumps(metadata),
+                "expires_at": expires_at,
+                "sequence": posted.version,
+                "balance": posted.balance,
+                "held": posted.held,
+                "entry_key": f"hold:{key}",
+                "reason": str(metadata.get("description", ""))[:500],
+            },
+        )
+        hold_id, unfunded = cursor.fetchone()
+    return CreditHold(
+        pk=hold_id,
+        account_id=account_id,
+        key=key,
+        amount=amount,
+        status=HoldStatus.HELD,
+        unfunded=to_credits(unfunded),
+        api_key=api_key,
+        metadata=metadata,
+        expires_at=expires_at,
+        created_at=now,
+    )
+
+
 def hold_create(
     *,
     account: CreditAccount,
@@ -392,6 +489,17 @@ def hold_create(
                 if not CreditAccount.objects.filter(pk=account.pk).exists():
                     raise NotFound("No such credit account.")
                 raise _insufficient(account.pk, amount)
+            if connection.vendor == "postgresql":
+                return _pg_hold_draw_and_record(
+                    account.pk,
+                    posted,
+                    amount=amount,
+                    key=key,
+                    now=now,
+                    expires_at=expires_at,
+                    api_key=api_key,
+                    metadata=metadata or {},
+                )
             moves = _draw(account.pk, amount, now)
             unfunded = -sum((a for g, a in moves if g is None), ZERO)
             hold = CreditHold.objects.create(
@@ -508,6 +616,63 @@ def _give_back(
     return entry
 
 
+# PostgreSQL: a full capture is one statement (atomic on its own): flip the hold (only if still
+# held; this row lock comes first), post the account, write the entry.
+_PG_CAPTURE_SQL = f"""
+WITH h AS (
+    UPDATE {HOLD} SET status = 'captured', captured_amount = amount, resolved_at = %(now)s
+    WHERE id = %(hold)s AND status = 'held'
+    RETURNING id, account_id, key, amount, unfunded, api_key_id, metadata, expires_at,
+              created_at
+),
+a AS (
+    UPDATE {ACCOUNT} AS acc
+    SET balance = acc.balance - h.amount, held = acc.held - h.amount,
+        version = acc.version + 1, updated_at = %(now)s
+    FROM h WHERE acc.id = h.account_id
+    RETURNING acc.id, acc.balance, acc.held, acc.version
+),
+e AS (
+    INSERT INTO {ENTRY} (account_id, sequence, kind, amount, balance_delta, held_delta,
+                         balance_after, held_after, grant_id, hold_id, idempotency_key,
+                         actor_id, reason, created_at)
+    SELECT a.id, a.version, 'capture', h.amount, -h.amount, -h.amount, a.balance, a.held,
+           NULL, h.id, 'capture:' || h.key, %(actor)s,
+           LEFT(COALESCE(h.metadata ->> 'description', ''), 500), %(now)s
+    FROM a, h
+    RETURNING id
+)
+SELECT h.id, h.account_id, h.key, h.amount, h.unfunded, h.api_key_id, h.metadata::text,
+       h.expires_at, h.created_at
+FROM h, e
+"""
+
+
+def _pg_capture_full(hold_id: int, *, now: datetime, actor) -> CreditHold | None:
+    actor_id = actor.pk if actor is not None and actor.is_authenticated else None
+    with connection.cursor() as cursor:
+        cursor.execute(_PG_CAPTURE_SQL, {"hold": hold_id, "now": now, "actor": actor_id})
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    pk, account_id, key, amount, unfunded, api_key_id, metadata, expires_at, created_at = row
+    amount = to_credits(amount)
+    return CreditHold(
+        pk=pk,
+        account_id=account_id,
+        key=key,
+        amount=amount,
+        status=HoldStatus.CAPTURED,
+        captured_amount=amount,
+        unfunded=to_credits(unfunded),
+        api_key_id=api_key_id,
+        metadata=json.loads(metadata),
+        expires_at=expires_at,
+        created_at=created_at,
+        resolved_at=now,
+    )
+
+
 def hold_capture(
     *,
     hold: CreditHold,
@@ -518,14 +683,19 @@ def hold_capture(
     """Charge a hold: all of it, or `amount` ≤ held (the rest is released). Once: a replay
     of the same capture returns the hold; capturing a released hold is an error."""
     now = _now(now)
+    held_amount = hold.amount
+    charge = held_amount if amount is None else parse_credits(amount, field="amount")
+    if charge > held_amount:
+        raise ValidationError(
+            f"Cannot capture {charge}: the hold is for {held_amount}.",
+            errors={"amount": ["More than held."]},
+        )
+    if charge == held_amount and connection.vendor == "postgresql":
+        captured = _pg_capture_full(hold.pk, now=now, actor=actor)
+        if captured is not None:
+            return captured
+        # Not held any more: the general path below tells a replay from an error.
     with transaction.atomic():
-        held_amount = hold.amount
-        charge = held_amount if amount is None else parse_credits(amount, field="amount")
-        if charge > held_amount:
-            raise ValidationError(
-                f"Cannot capture {charge}: the hold is for {held_amount}.",
-                errors={"amount": ["More than held."]},
-            )
         won = _lock_hold_for_resolution(hold.pk, HoldStatus.CAPTURED, charge, now)
         if won is None:
             current = CreditHold.objects.get(pk=hold.pk)

@@ -44,37 +44,39 @@ class Drift:
 
 
 # Each check returns rows (account_id, grant_id, entry_id, expected, actual) that disagree.
+# ROUND(…, 3) is the identity on PostgreSQL's numeric(18, 3); it only absorbs the binary
+# floating point SQLite (the `make run` demo database) does its arithmetic in.
 _CHECKS: dict[str, str] = {
     "balance == sum of posting entries": f"""
         SELECT a.id, NULL, NULL, COALESCE(e.s, 0), a.balance
         FROM {ACCOUNT} a
         LEFT JOIN (SELECT account_id, SUM(balance_delta) AS s FROM {ENTRY} GROUP BY account_id) e
                ON e.account_id = a.id
-        WHERE a.balance <> COALESCE(e.s, 0) {{accounts_a}}""",
+        WHERE ROUND(a.balance, 3) <> ROUND(COALESCE(e.s, 0), 3) {{accounts_a}}""",
     "held == sum of open holds": f"""
         SELECT a.id, NULL, NULL, COALESCE(h.s, 0), a.held
         FROM {ACCOUNT} a
         LEFT JOIN (SELECT account_id, SUM(amount) AS s FROM {HOLD}
                    WHERE status = 'held' GROUP BY account_id) h ON h.account_id = a.id
-        WHERE a.held <> COALESCE(h.s, 0) {{accounts_a}}""",
+        WHERE ROUND(a.held, 3) <> ROUND(COALESCE(h.s, 0), 3) {{accounts_a}}""",
     "held == sum of hold/release/capture entries": f"""
         SELECT a.id, NULL, NULL, COALESCE(e.s, 0), a.held
         FROM {ACCOUNT} a
         LEFT JOIN (SELECT account_id, SUM(held_delta) AS s FROM {ENTRY} GROUP BY account_id) e
                ON e.account_id = a.id
-        WHERE a.held <> COALESCE(e.s, 0) {{accounts_a}}""",
+        WHERE ROUND(a.held, 3) <> ROUND(COALESCE(e.s, 0), 3) {{accounts_a}}""",
     "grant remaining == sum of its allocations": f"""
         SELECT g.account_id, g.id, NULL, COALESCE(x.s, 0), g.remaining
         FROM {GRANT} g
         LEFT JOIN (SELECT grant_id, SUM(amount) AS s FROM {ALLOC}
                    WHERE grant_id IS NOT NULL GROUP BY grant_id) x ON x.grant_id = g.id
-        WHERE g.remaining <> COALESCE(x.s, 0) {{accounts_g}}""",
+        WHERE ROUND(g.remaining, 3) <> ROUND(COALESCE(x.s, 0), 3) {{accounts_g}}""",
     "available == grants remaining - unfunded": f"""
         SELECT a.id, NULL, NULL, COALESCE(x.s, 0), a.balance - a.held
         FROM {ACCOUNT} a
         LEFT JOIN (SELECT account_id, SUM(amount) AS s FROM {ALLOC} GROUP BY account_id) x
                ON x.account_id = a.id
-        WHERE a.balance - a.held <> COALESCE(x.s, 0) {{accounts_a}}""",
+        WHERE ROUND(a.balance - a.held, 3) <> ROUND(COALESCE(x.s, 0), 3) {{accounts_a}}""",
     "entry chain (balance_after/held_after follow the deltas)": f"""
         SELECT account_id, NULL, id, expected, actual FROM (
             SELECT account_id, id,
@@ -86,7 +88,8 @@ _CHECKS: dict[str, str] = {
             FROM {ENTRY} {{where_entries}}
             WINDOW w AS (PARTITION BY account_id ORDER BY sequence)
         ) c
-        WHERE expected <> actual OR expected_h <> actual_h OR sequence <> n""",
+        WHERE ROUND(expected, 3) <> ROUND(actual, 3) OR ROUND(expected_h, 3) <> ROUND(actual_h, 3)
+           OR sequence <> n""",
     "account version == last entry sequence": f"""
         SELECT a.id, NULL, NULL, COALESCE(e.m, 0), a.version
         FROM {ACCOUNT} a
@@ -276,3 +279,103 @@ def usage(*, organization: Organization, start, end, group_by: str = "day") -> l
     return [
         UsageRow(str(r["k"]), to_credits(r["spent"]), r["generations"], r["released"]) for r in rows
     ]
+
+
+# --- Web UI reads: ledger pages (keyset), daily usage -------------------------------------------
+
+
+@dataclass(frozen=True)
+class EntryPage:
+    """One page of entries, newest first. `has_newer`/`has_older`: whether entries exist beyond
+    the first/last one shown (the cursors are the (created_at, id) of those entries)."""
+
+    entries: list[LedgerEntry]
+    has_newer: bool
+    has_older: bool
+
+
+def _after(created_at, pk) -> Q:
+    return Q(created_at__gt=created_at) | Q(created_at=created_at, id__gt=pk)
+
+
+def _before(created_at, pk) -> Q:
+    return Q(created_at__lt=created_at) | Q(created_at=created_at, id__lt=pk)
+
+
+def entries_page(
+    qs: QuerySet[LedgerEntry], *, before=None, after=None, limit: int = 50
+) -> EntryPage:
+    """Keyset pagination over (created_at, id), newest first. `before`/`after` are
+    (created_at, id) pairs: the page of `limit` entries just older/newer than that one.
+    Stable under inserts (entries are append-only): walking "older" visits each entry once."""
+    if after is not None:
+        rows = list(qs.filter(_after(*after)).order_by("created_at", "id")[: limit + 1])
+        if not rows:  # nothing newer: the newest page
+            return entries_page(qs, limit=limit)
+        entries = rows[:limit][::-1]
+        has_older = qs.filter(_before(entries[-1].created_at, entries[-1].pk)).exists()
+        return EntryPage(entries, len(rows) > limit, has_older)
+    page_qs = qs.filter(_before(*before)) if before is not None else qs
+    rows = list(page_qs.order_by("-created_at", "-id")[: limit + 1])
+    entries = rows[:limit]
+    has_older = len(rows) > limit
+    has_newer = bool(entries) and qs.filter(_after(entries[0].created_at, entries[0].pk)).exists()
+    if before is not None and not entries:
+        has_newer = qs.exclude(_before(*before)).exists()
+    return EntryPage(entries, has_newer, has_older)
+
+
+def usage_daily(*, organization: Organization, days: int = 30, now=None) -> list[UsageRow]:
+    """`usage` per UTC day for the last `days` days (today included), one row per day, days
+    without activity as zeros, oldest first."""
+    from datetime import UTC, timedelta
+
+    from django.utils import timezone
+
+    now = now or timezone.now()
+    today = now.astimezone(UTC).date()
+    first = today - timedelta(days=days - 1)
+    start = datetime_at_midnight(first)
+    end = datetime_at_midnight(today + timedelta(days=1))
+    found = {r.key: r for r in usage(organization=organization, start=start, end=end)}
+    rows = []
+    for i in range(days):
+        key = (first + timedelta(days=i)).isoformat()
+        rows.append(found.get(key) or UsageRow(key, Decimal(0).quantize(Decimal("0.001")), 0, 0))
+    return rows
+
+
+def datetime_at_midnight(day):
+    """00:00 UTC of a date, as an aware datetime."""
+    from datetime import UTC, datetime, time
+
+    return datetime.combine(day, time.min, tzinfo=UTC)
+
+
+# --- API reads ----------------------------------------------------------------------------------
+
+
+def entries_filtered(
+    *, organization: Organization, kind: str | None = None, since=None, until=None
+) -> QuerySet[LedgerEntry]:
+    """The organization's entries, optionally of one kind and created in [since, until), with
+    their hold joined (the API shows its key). Unordered: the paginator orders."""
+    qs = entries_for(organization=organization, kind=kind).select_related("hold")
+    if since is not None:
+        qs = qs.filter(created_at__gte=since)
+    if until is not None:
+        qs = qs.filter(created_at__lt=until)
+    return qs
+
+
+def entries_iter(qs: QuerySet[LedgerEntry], *, batch: int = 1000):
+    """Every entry of `qs`, newest first, fetched in keyset batches of `batch` (no OFFSET, no
+    long-lived cursor): for streaming exports."""
+    cursor = None
+    while True:
+        page_qs = qs.filter(_before(*cursor)) if cursor is not None else qs
+        rows = list(page_qs.order_by("-created_at", "-id")[:batch])
+        yield from rows
+        if len(rows) < batch:
+            return
+        cursor = (rows[-1].created_at, rows[-1].pk)

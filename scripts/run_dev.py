@@ -138,6 +138,7 @@ def main() -> int:
     env["DJANGO_SETTINGS_MODULE"] = "config.settings.local"
     env["PYTHONUNBUFFERED"] = "1"
     port = int(env.get("PORT", "8000"))
+    env.setdefault("SITE_URL", f"http://127.0.0.1:{port}")
 
     # The filesystem broker's folders, and STATIC_ROOT (whitenoise warns when it is missing).
     for d in ("var/broker/out", "var/broker/processed", "var/staticfiles"):

@@ -90,3 +90,43 @@ def make_account(*, plan: str = "starter", credits=None, slug: str | None = None
             )
         account.refresh_from_db()
     return account
+
+
+def make_pool(slug: str = "a100", *, gpu_type: str = "A100", rate: str = "3.60"):
+    from datetime import UTC, datetime
+    from decimal import Decimal
+
+    from infra_costs.models import NodePool, PoolRate
+
+    pool, created = NodePool.objects.get_or_create(slug=slug, defaults={"gpu_type": gpu_type})
+    if created:
+        PoolRate.objects.create(
+            pool=pool,
+            hourly_rate_usd=Decimal(rate),
+            effective_from=datetime(2020, 1, 1, tzinfo=UTC),
+        )
+    return pool
+
+
+def make_ai_model(
+    slug: str = "sdxl", *, pool=None, credits: str = "5", backend_config=None, **fields
+):
+    from datetime import UTC, datetime
+
+    from generations.models import AIModel, CreditRate
+
+    pool = pool or make_pool()
+    model = AIModel.objects.create(
+        slug=slug,
+        name=fields.pop("name", slug.upper()),
+        pool=pool,
+        backend_config=backend_config if backend_config is not None else {"mean_s": 0.01},
+        **fields,
+    )
+    CreditRate.objects.create(
+        model=model,
+        credits=credits,
+        reason="test price",
+        effective_from=datetime(2020, 1, 1, tzinfo=UTC),
+    )
+    return model

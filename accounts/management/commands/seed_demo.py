@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
@@ -18,7 +19,6 @@ from accounts import selectors, services
 from accounts.models import APIKey, Organization, Plan, Role, User
 from config.errors import ServiceError
 
-BASE_URL = "http://127.0.0.1:8000"
 DEMO_ORG_SLUG = "demo"
 DEMO_ORG_NAME = "Demo"
 DEMO_PLAN = "creator"
@@ -124,20 +124,21 @@ class Command(BaseCommand):
     def report(self, demo: DemoAccounts, *, password: str) -> None:
         key = demo.raw_api_key
         plan = demo.plan
+        base_url = settings.SITE_URL.rstrip("/")
         lines = [
             "",
             "Demo data is ready.",
             "",
-            f"  URL            {BASE_URL}",
+            f"  URL            {base_url}",
             f"  Customer login {DEMO_USER_EMAIL} / {password}",
             f"                 owner of organization {demo.organization.slug!r} (plan {plan.name})",
-            f"  Admin login    {ADMIN_EMAIL} / {password}   ({BASE_URL}/admin/)",
+            f"  Admin login    {ADMIN_EMAIL} / {password}   ({base_url}/admin/)",
             f"  API key        {key}",
             f"                 named {DEMO_KEY_NAME!r}; shown only now, earlier demo keys "
             "are revoked",
             "",
             "  Try the API:",
-            f"  curl -H 'Authorization: Bearer {key}' {BASE_URL}/api/v1/organization/",
+            f"  curl -H 'Authorization: Bearer {key}' {base_url}/api/v1/organization/",
             "",
         ]
         self.stdout.write("\n".join(lines))

@@ -1,0 +1,71 @@
+"""GPU backends behind one small interface.
+
+A backend turns a `RunRequest` into a `RunResult` on a node of the model's pool, or raises
+`BackendError` saying whether the failure is the customer's (then the job is charged) and
+whether it is transient (worth a retry). `get_backend(name)` returns the implementation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    job_id: str
+    model_slug: str
+    pool_slug: str
+    params: dict
+    backend_config: dict
+    timeout_s: int
+
+
+@dataclass(frozen=True)
+class RunResult:
+    output: dict
+    node: str
+    # When the backend knows when the GPU really started/finished (e.g. ComfyUI's execution
+    # timestamps), the run is recorded with those; otherwise with the worker's clock.
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    meta: dict = field(default_factory=dict)
+
+
+class BackendError(Exception):
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str = "backend_error",
+        customer_fault: bool = False,
+        transient: bool = False,
+        node: str = "",
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        self.customer_fault = customer_fault
+        self.transient = transient
+        self.node = node
+
+
+class Backend(Protocol):
+    def pick_node(self, request: RunRequest) -> str:
+        """The node the job will run on (recorded before the run starts)."""
+
+    def run(self, request: RunRequest, *, node: str) -> RunResult:
+        """Run the job on `node`; blocks until done. Raises BackendError on failure."""
+
+
+def get_backend(name: str) -> Backend:
+    if name == "simulated":
+        from generations.backends.simulated import SimulatedBackend
+
+        return SimulatedBackend()
+    if name == "comfyui":
+        from generations.backends.comfyui import ComfyUIBackend
+
+        return ComfyUIBackend()
+    raise ValueError(f"Unknown backend {name!r}")

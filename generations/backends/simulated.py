@@ -1,0 +1,73 @@
+"""A simulated GPU: service time drawn from a log-normal distribution per model, a cold-start
+delay when the node has been idle, and a failure rate. The default backend of `make run`
+and the tests (which make it instant with GENERATIONS_SIMULATED_SPEEDUP=0).
+
+`backend_config` keys: `mean_s` (mean service time, default 2.0), `sigma` (log-normal shape,
+default 0.25), `cold_start_s` (default 0), `idle_before_cold_s` (default 300),
+`failure_rate` (0–1, default 0). Prompts containing `[fail]` fail (not the customer's fault)
+and `[reject]` are refused as the customer's fault — deterministic hooks for tests and demos.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import threading
+import time
+import zlib
+
+from django.conf import settings
+
+from generations.backends import BackendError, RunRequest, RunResult
+
+_last_run: dict[str, float] = {}
+_lock = threading.Lock()
+
+
+class SimulatedBackend:
+    def pick_node(self, request: RunRequest) -> str:
+        nodes = max(
+            1, int(request.backend_config.get("nodes", settings.GENERATIONS_SIMULATED_NODES))
+        )
+        index = zlib.crc32(request.job_id.encode()) % nodes + 1
+        return f"{request.pool_slug}-sim-{index}"
+
+    def run(self, request: RunRequest, *, node: str) -> RunResult:
+        config = request.backend_config
+        speedup = float(settings.GENERATIONS_SIMULATED_SPEEDUP)
+        rng = random.Random(request.params.get("seed", request.job_id))
+        mean = float(config.get("mean_s", 2.0))
+        sigma = float(config.get("sigma", 0.25))
+        service = rng.lognormvariate(math.log(max(mean, 1e-6)) - sigma**2 / 2, sigma)
+        now = time.monotonic()
+        with _lock:
+            last = _last_run.get(node)
+            _last_run[node] = now
+        cold = 0.0
+        if last is None or now - last > float(config.get("idle_before_cold_s", 300)):
+            cold = float(config.get("cold_start_s", 0))
+        delay = (service + cold) * speedup
+        if delay > request.timeout_s:
+            time.sleep(request.timeout_s)
+            raise BackendError("Timed out.", code="timeout", node=node)
+        time.sleep(delay)
+        prompt = str(request.params.get("prompt", ""))
+        if "[reject]" in prompt:
+            raise BackendError(
+                "The model refused this prompt.",
+                code="rejected_prompt",
+                customer_fault=True,
+                node=node,
+            )
+        if "[fail]" in prompt or rng.random() < float(config.get("failure_rate", 0)):
+            raise BackendError("Simulated GPU failure.", code="gpu_failure", node=node)
+        return RunResult(
+            output={
+                "type": config.get("output_type", "image"),
+                "url": f"/media/generations/{request.job_id}.png",
+                "seed": request.params.get("seed", 0),
+                "service_time_s": round(service, 3),
+                "cold_start_s": cold,
+            },
+            node=node,
+        )
