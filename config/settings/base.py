@@ -6,6 +6,7 @@ Every setting a deployment may change is listed in README.md (Configuration).
 from pathlib import Path
 
 import environ
+from kombu import Queue
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 VAR_DIR = BASE_DIR / "var"
@@ -126,9 +127,7 @@ STATIC_ROOT = VAR_DIR / "staticfiles"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 
 # --- Email ------------------------------------------------------------------------------------
-EMAIL_BACKEND = env(
-    "EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend"
-)
+EMAIL_BACKEND = env("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
 DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="billing@localhost")
 if env("EMAIL_URL", default=""):
     vars().update(env.email_url("EMAIL_URL"))
@@ -176,7 +175,7 @@ API_KEY_LAST_USED_RESOLUTION_S = env.int("API_KEY_LAST_USED_RESOLUTION_S", defau
 
 # --- Celery -----------------------------------------------------------------------------------
 # With no broker configured, an embedded filesystem transport under var/ is used (make run).
-CELERY_BROKER_URL = env("CELERY_BROKER_URL", default=REDIS_URL or "filesystem://")
+CELERY_BROKER_URL = env("CELERY_BROKER_URL", default=REDIS_URL or "filesystem://localhost//")
 if CELERY_BROKER_URL.startswith("filesystem://"):
     _broker_dir = VAR_DIR / "broker"
     CELERY_BROKER_TRANSPORT_OPTIONS = {
@@ -189,6 +188,10 @@ else:
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         # Must exceed the longest job, or Redis redelivers a task that is still running.
         "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT_S", default=3600),
+        # Message priorities 0 (first) … 9; paid tiers get lower numbers (generations).
+        "priority_steps": list(range(10)),
+        "sep": ":",
+        "queue_order_strategy": "priority",
     }
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_RESULT_BACKEND = None
@@ -199,7 +202,25 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
-CELERY_BEAT_SCHEDULE: dict = {}
+# Seeded into django_celery_beat's tables by the DatabaseScheduler (editable in the admin).
+# Each task is idempotent; `expires` drops a run that waited longer than its interval.
+CELERY_BEAT_SCHEDULE: dict = {
+    "credits-expire-grants": {
+        "task": "credits.tasks.expire_grants",
+        "schedule": 300.0,
+        "options": {"expires": 290},
+    },
+    "credits-release-stale-holds": {
+        "task": "credits.tasks.release_stale_holds",
+        "schedule": 60.0,
+        "options": {"expires": 55},
+    },
+    "credits-renew-subscriptions": {
+        "task": "credits.tasks.renew_subscriptions",
+        "schedule": 300.0,
+        "options": {"expires": 290},
+    },
+}
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 
 # --- Stripe -----------------------------------------------------------------------------------
@@ -219,3 +240,32 @@ LOGGING = {
 # --- Credits ----------------------------------------------------------------------------------
 # A hold not captured or released within this time is released by the stale-holds beat task.
 CREDITS_HOLD_TIMEOUT_S = env.int("CREDITS_HOLD_TIMEOUT_S", default=2 * 3600)
+
+# --- Generations ------------------------------------------------------------------------------
+# Simulated backend: multiply service times (0 = instant; tests and benchmarks use 0).
+GENERATIONS_SIMULATED_SPEEDUP = env.float("GENERATIONS_SIMULATED_SPEEDUP", default=1.0)
+GENERATIONS_SIMULATED_NODES = env.int("GENERATIONS_SIMULATED_NODES", default=2)
+# ComfyUI backend: nodes per pool, as JSON {"a100": {"a100-node-1": "http://127.0.0.1:8188"}}.
+GENERATIONS_COMFYUI_NODES = env.json("GENERATIONS_COMFYUI_NODES", default={})
+# A free-tier submission is refused with server_busy when its pool has this many queued jobs.
+GENERATIONS_FREE_TIER_MAX_QUEUED = env.int("GENERATIONS_FREE_TIER_MAX_QUEUED", default=50)
+GENERATIONS_SERVER_BUSY_RETRY_AFTER_S = env.int("GENERATIONS_SERVER_BUSY_RETRY_AFTER_S", default=30)
+# Identical requests (same organization, model and params) within this time reuse the result.
+GENERATIONS_RESULT_CACHE_TTL_S = env.int("GENERATIONS_RESULT_CACHE_TTL_S", default=0)
+# The reaper re-enqueues jobs queued longer than this that no worker picked up.
+GENERATIONS_REQUEUE_AFTER_S = env.int("GENERATIONS_REQUEUE_AFTER_S", default=120)
+GENERATIONS_MAX_ATTEMPTS = env.int("GENERATIONS_MAX_ATTEMPTS", default=3)
+# A running job's lease, renewed by its worker every third of it; a lapsed lease means the
+# worker is gone (its job is restarted on redelivery or failed and released by the reaper).
+GENERATIONS_LEASE_S = env.int("GENERATIONS_LEASE_S", default=30)
+# Pools whose queues (gpu.<pool>) every worker consumes by default, besides those in the DB.
+GENERATIONS_POOLS = env.list("GENERATIONS_POOLS", default=["a100", "l4"])
+# One queue per node pool; `celery -A config worker` with no -Q consumes them all (and the
+# queues of pools created later in the database, see config/celery_app.py).
+CELERY_TASK_DEFAULT_QUEUE = "celery"
+CELERY_TASK_QUEUES = [Queue("celery")] + [Queue(f"gpu.{pool}") for pool in GENERATIONS_POOLS]
+CELERY_BEAT_SCHEDULE["generations-reap"] = {
+    "task": "generations.tasks.reap_jobs",
+    "schedule": 30.0,
+    "options": {"expires": 25},
+}
