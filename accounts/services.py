@@ -204,7 +204,7 @@ def subscription_start(
         },
     )
     subscription_period_opened.send(
-        sender=Subscription, subscription=sub, previous_start=None, previous_end=None
+        sender=Subscription, subscription=sub, previous_start=None, previous_end=None, now=now
     )
     return sub
 
@@ -241,6 +241,7 @@ def subscription_advance_period(
         subscription=sub,
         previous_start=previous_start,
         previous_end=previous_end,
+        now=now,
     )
     return sub
 

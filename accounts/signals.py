@@ -4,5 +4,5 @@ from django.dispatch import Signal
 
 # Sent inside the transaction that opens a subscription period: a new subscription, a plan
 # change or a renewal. Arguments: subscription, previous_start and previous_end (the period
-# that just ended, or None for a new subscription).
+# that just ended, or None for a new subscription) and now (when it happened).
 subscription_period_opened = Signal()

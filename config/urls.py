@@ -6,6 +6,7 @@ from config.api.views import ProblemTypeView, healthz
 
 api_v1 = [
     path("", include("accounts.api.urls")),
+    path("", include("credits.api.urls")),
 ]
 
 urlpatterns = [
@@ -15,5 +16,6 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("api/problems/<slug:code>/", ProblemTypeView.as_view(), name="api-problem"),
     path("api/v1/", include(api_v1)),
+    path("credits/", include("credits.urls")),
     path("", include("accounts.urls")),
 ]

@@ -25,7 +25,7 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Q, Sum
+from django.db.models import Sum
 from django.utils import timezone
 
 from accounts.models import Organization
@@ -839,7 +839,9 @@ def overage_billable(*, account: CreditAccount) -> Decimal:
     held_unfunded = open_holds.aggregate(s=Sum("unfunded"))["s"] or ZERO
     unsettled = (
         OverageRecord.objects.filter(account_id=account.pk)
-        .filter(Q(status=OverageStatus.OPEN) | Q(status=OverageStatus.INVOICED))
+        # Paid records were settled by an entry; the others (open, invoiced, or void: forgiven)
+        # must not be billed again.
+        .exclude(status=OverageStatus.PAID)
         .aggregate(s=Sum("credits"))["s"]
         or ZERO
     )

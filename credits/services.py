@@ -12,7 +12,13 @@ from django.utils import timezone
 
 from accounts.models import APIKey, Organization, Plan, Subscription
 from accounts.services import audit_record, subscription_advance_period
-from config.errors import NotFound, PermissionDenied, QuotaExceeded, RateLimited
+from config.errors import (
+    IdempotencyConflict,
+    NotFound,
+    PermissionDenied,
+    QuotaExceeded,
+    RateLimited,
+)
 from credits import ledger
 from credits.models import (
     CreditAccount,
@@ -171,8 +177,12 @@ def spend_authorize(
         raise NotFound("This organization has no subscription.") from None
     account = account_for(organization=organization)
     existing = CreditHold.objects.filter(account=account, key=key).first()
-    if existing is not None:
-        return ledger.hold_create(account=account, amount=amount, key=key, now=now)
+    if existing is not None:  # a replay: no quota applies, no second hold
+        if existing.amount != amount:
+            raise IdempotencyConflict(
+                f"Hold {key!r} already exists for {existing.amount} credits, not {amount}."
+            )
+        return existing
 
     if api_key is not None and not plan.api_access:
         raise PermissionDenied("Your plan does not include API access.", reason="api_access")
@@ -231,8 +241,10 @@ def organization_grant(
     expires_at: datetime | None = None,
 ) -> CreditGrant:
     """Credits into an organization's account (purchases, promos, operator grants)."""
+    account = account_for(organization=organization)
+    replay = LedgerEntry.objects.filter(account=account, idempotency_key=idempotency_key).exists()
     grant = ledger.grant_create(
-        account=account_for(organization=organization),
+        account=account,
         amount=amount,
         source=source,
         idempotency_key=idempotency_key,
@@ -240,6 +252,8 @@ def organization_grant(
         actor=actor,
         reason=reason,
     )
+    if replay:  # the same key again: no second effect, no second audit row
+        return grant
     audit_record(
         action="credits.granted",
         organization=organization,
@@ -260,6 +274,7 @@ def account_adjust(
     idempotency_key: str,
 ) -> LedgerEntry:
     """A staff correction through the ledger, recorded with the acting user."""
+    replay = LedgerEntry.objects.filter(account=account, idempotency_key=idempotency_key).exists()
     entry = ledger.adjust(
         account=account,
         amount=amount,
@@ -267,6 +282,8 @@ def account_adjust(
         actor=actor,
         idempotency_key=idempotency_key,
     )
+    if replay:
+        return entry
     audit_record(
         action="credits.adjusted",
         organization=account.organization,

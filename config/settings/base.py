@@ -247,6 +247,16 @@ GENERATIONS_SIMULATED_SPEEDUP = env.float("GENERATIONS_SIMULATED_SPEEDUP", defau
 GENERATIONS_SIMULATED_NODES = env.int("GENERATIONS_SIMULATED_NODES", default=2)
 # ComfyUI backend: nodes per pool, as JSON {"a100": {"a100-node-1": "http://127.0.0.1:8188"}}.
 GENERATIONS_COMFYUI_NODES = env.json("GENERATIONS_COMFYUI_NODES", default={})
+# Each HTTP call to a node: tries (transient errors — connection, timeout, 429, 5xx — are retried
+# with exponential backoff from BACKOFF_S, with jitter), connect/read timeouts, and the timeout
+# of the GET /queue probe that picks the least-loaded node. A model's backend_config overrides.
+GENERATIONS_COMFYUI_MAX_ATTEMPTS = env.int("GENERATIONS_COMFYUI_MAX_ATTEMPTS", default=5)
+GENERATIONS_COMFYUI_BACKOFF_S = env.float("GENERATIONS_COMFYUI_BACKOFF_S", default=0.25)
+GENERATIONS_COMFYUI_CONNECT_TIMEOUT_S = env.float(
+    "GENERATIONS_COMFYUI_CONNECT_TIMEOUT_S", default=3
+)
+GENERATIONS_COMFYUI_READ_TIMEOUT_S = env.float("GENERATIONS_COMFYUI_READ_TIMEOUT_S", default=10)
+GENERATIONS_COMFYUI_PROBE_TIMEOUT_S = env.float("GENERATIONS_COMFYUI_PROBE_TIMEOUT_S", default=0.5)
 # A free-tier submission is refused with server_busy when its pool has this many queued jobs.
 GENERATIONS_FREE_TIER_MAX_QUEUED = env.int("GENERATIONS_FREE_TIER_MAX_QUEUED", default=50)
 GENERATIONS_SERVER_BUSY_RETRY_AFTER_S = env.int("GENERATIONS_SERVER_BUSY_RETRY_AFTER_S", default=30)

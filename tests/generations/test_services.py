@@ -124,8 +124,14 @@ def test_idempotency_key_replay_returns_the_same_job_and_conflicts_on_a_differen
 
 @pytest.mark.parametrize(
     "params",
-    [{"prompt": ""}, {"prompt": 3}, {"seed": 1}, {"prompt": "x", "seed": "1"},
-     {"prompt": "x", "steps": 5}, ["prompt"]],
+    [
+        {"prompt": ""},
+        {"prompt": 3},
+        {"seed": 1},
+        {"prompt": "x", "seed": "1"},
+        {"prompt": "x", "steps": 5},
+        ["prompt"],
+    ],
 )
 def test_params_rejected_by_the_schema_hold_nothing(params):
     org = make_org(plan="starter")

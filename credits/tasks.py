@@ -1,0 +1,44 @@
+"""Periodic credits work, scheduled by beat (CELERY_BEAT_SCHEDULE in config/settings/base.py).
+
+Thin wrappers over the ledger and services. Each is idempotent by construction: it acts on what
+is due *now* and every action leaves nothing due, so a re-run, an overlapping run on another
+worker or a redelivery after a crash (`acks_late`) finds nothing left to do.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from celery import shared_task
+
+from credits import ledger, services
+
+logger = logging.getLogger(__name__)
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def expire_grants() -> int:
+    """Expire the unspent rest of every grant past its `expires_at` (one expiry entry each)."""
+    count = ledger.grants_expire_due()
+    if count:
+        logger.info("expired %d grant(s)", count)
+    return count
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def release_stale_holds() -> int:
+    """Release holds past their expiry (jobs stuck past the timeout) back to their grants."""
+    count = ledger.holds_release_stale()
+    if count:
+        logger.info("released %d stale hold(s)", count)
+    return count
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def renew_subscriptions() -> int:
+    """Open the next period of subscriptions whose period ended (not Stripe-managed): closes
+    the old period's overage, expires its plan credits, grants the new period's."""
+    count = services.subscriptions_renew_due()
+    if count:
+        logger.info("renewed %d subscription(s)", count)
+    return count
