@@ -7,6 +7,7 @@ from config.api.views import ProblemTypeView, healthz
 api_v1 = [
     path("", include("accounts.api.urls")),
     path("", include("credits.api.urls")),
+    path("", include("generations.api.urls")),
 ]
 
 urlpatterns = [
@@ -17,5 +18,6 @@ urlpatterns = [
     path("api/problems/<slug:code>/", ProblemTypeView.as_view(), name="api-problem"),
     path("api/v1/", include(api_v1)),
     path("credits/", include("credits.urls")),
+    path("generate/", include("generations.urls")),
     path("", include("accounts.urls")),
 ]

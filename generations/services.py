@@ -85,7 +85,7 @@ def rate_set(
         data={
             "model": model.slug,
             "from": str(previous.credits) if previous else None,
-            "to": str(amount),
+            "to": str(rate.credits),
             "effective_from": effective_from.isoformat(),
             "reason": reason,
         },
@@ -96,19 +96,25 @@ def rate_set(
 # --- Parameters -------------------------------------------------------------------------------
 
 
-def params_validate(*, model: AIModel, params) -> dict:
-    """`params` against the model's JSON Schema, which always accepts `prompt` and `seed`."""
-    if not isinstance(params, dict):
-        raise ValidationError(
-            "params must be a JSON object.", errors={"params": ["Not an object."]}
-        )
+def params_schema_effective(model: AIModel) -> dict:
+    """The JSON Schema `params` is validated against: the model's own, plus the `prompt` and
+    `seed` every model accepts."""
     schema = dict(model.params_schema or {"type": "object"})
     properties = dict(schema.get("properties") or {})
     for name, spec in ALWAYS_ACCEPTED.items():
         properties.setdefault(name, spec)
     schema["properties"] = properties
     schema.setdefault("type", "object")
-    validator = jsonschema.Draft202012Validator(schema)
+    return schema
+
+
+def params_validate(*, model: AIModel, params) -> dict:
+    """`params` against the model's JSON Schema, which always accepts `prompt` and `seed`."""
+    if not isinstance(params, dict):
+        raise ValidationError(
+            "params must be a JSON object.", errors={"params": ["Not an object."]}
+        )
+    validator = jsonschema.Draft202012Validator(params_schema_effective(model))
     problems = sorted(validator.iter_errors(params), key=lambda e: list(e.path))
     if problems:
         errors: dict[str, list[str]] = {}

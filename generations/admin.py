@@ -1,0 +1,400 @@
+"""Django admin for generations: the model catalog, its versioned prices, and jobs.
+
+Prices are never edited in place. A change is a new `CreditRate` version through
+`generations.services.rate_set` (with the acting admin, the reason and an audit event), made
+either from the model's own page ("New price" + "Reason for the change") or by adding a rate.
+Existing rates are read-only and never deleted.
+
+Jobs are read-only (with their status log inline); "Cancel selected queued jobs" goes through
+`generations.services.generation_cancel`, which releases their holds.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import jsonschema
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.admin.widgets import AdminSplitDateTime
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.html import format_html
+
+from accounts.services import audit_record
+from config.errors import ServiceError
+from credits.money import CREDIT_PLACES, parse_credits
+from generations import services
+from generations.models import AIModel, CreditRate, Job, JobEvent, JobStatus
+
+# --- Models and prices --------------------------------------------------------------------------
+
+
+def _clean_price(value):
+    """The service's own parsing of a credit amount, as a form error."""
+    if value in (None, ""):
+        return None
+    try:
+        return parse_credits(value, field="credits")
+    except ServiceError as exc:
+        raise forms.ValidationError(exc.detail) from None
+
+
+class AIModelAdminForm(forms.ModelForm):
+    new_price = forms.DecimalField(
+        label="New price (credits)",
+        required=False,
+        max_digits=18,
+        decimal_places=CREDIT_PLACES,
+        help_text=(
+            "Set to change the price per generation: a new price version starts now (jobs "
+            "already accepted keep the price they were accepted at). Leave empty to keep the "
+            "current price."
+        ),
+        widget=forms.TextInput(attrs={"inputmode": "decimal", "autocomplete": "off"}),
+    )
+    price_reason = forms.CharField(
+        label="Reason for the price change",
+        required=False,
+        max_length=255,
+        strip=True,
+        help_text="Required with a new price; kept in the price history and the audit log.",
+    )
+
+    class Meta:
+        model = AIModel
+        fields = (
+            "slug",
+            "name",
+            "description",
+            "is_active",
+            "cache_price_credits",
+            "pool",
+            "backend",
+            "backend_config",
+            "max_runtime_s",
+            "params_schema",
+            "external_cost_usd",
+        )
+
+    def clean_new_price(self):
+        return _clean_price(self.cleaned_data.get("new_price"))
+
+    def clean_params_schema(self):
+        schema = self.cleaned_data.get("params_schema")
+        if not isinstance(schema, dict):
+            raise forms.ValidationError("Must be a JSON object (a JSON Schema).")
+        try:
+            jsonschema.Draft202012Validator.check_schema(schema)
+        except jsonschema.SchemaError as exc:
+            raise forms.ValidationError(f"Not a valid JSON Schema: {exc.message}") from None
+        return schema
+
+    def clean(self):
+        cleaned = super().clean()
+        price, reason = cleaned.get("new_price"), cleaned.get("price_reason")
+        if price is not None and not reason:
+            self.add_error("price_reason", "Say why the price changes.")
+        if price is None and reason and "new_price" not in self.errors:
+            self.add_error("new_price", "Give the new price (or clear the reason).")
+        if (
+            self.instance.pk is None
+            and price is None
+            and cleaned.get("is_active")
+            and "new_price" not in self.errors
+        ):
+            self.add_error("new_price", "An active model needs a price.")
+        return cleaned
+
+
+class CreditRateInline(admin.TabularInline):
+    """The model's price history, newest first. Read-only: change the price above."""
+
+    model = CreditRate
+    extra = 0
+    max_num = 0
+    can_delete = False
+    fields = ("credits", "effective_from", "set_by", "reason", "created_at")
+    readonly_fields = fields
+    ordering = ("-effective_from",)
+    verbose_name = "price version"
+    verbose_name_plural = "price history"
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(AIModel)
+class AIModelAdmin(admin.ModelAdmin):
+    form = AIModelAdminForm
+    list_display = (
+        "slug",
+        "name",
+        "pool",
+        "backend",
+        "current_price",
+        "external_cost_usd",
+        "is_active",
+    )
+    list_filter = ("is_active", "backend", "pool")
+    search_fields = ("slug", "name", "description")
+    list_select_related = ("pool",)
+    readonly_fields = ("current_price", "created_at", "job_links")
+    fieldsets = (
+        (None, {"fields": ("slug", "name", "description", "is_active")}),
+        (
+            "Price",
+            {
+                "fields": ("current_price", "new_price", "price_reason", "cache_price_credits"),
+                "description": "Every change is a new version with who, when and why (below).",
+            },
+        ),
+        ("Running", {"fields": ("pool", "backend", "backend_config", "max_runtime_s")}),
+        ("Parameters", {"fields": ("params_schema",)}),
+        ("Costs", {"fields": ("external_cost_usd",)}),
+        ("History", {"fields": ("created_at", "job_links")}),
+    )
+    inlines = (CreditRateInline,)
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False  # jobs and prices point at models: deactivate instead
+
+    @admin.display(description="current price (credits)")
+    def current_price(self, obj: AIModel):
+        if obj.pk is None:
+            return "—"
+        rate = services.rate_current(model=obj)
+        return rate.credits if rate is not None else "—"
+
+    @admin.display(description="jobs")
+    def job_links(self, obj: AIModel) -> str:
+        if obj.pk is None:
+            return "—"
+        url = reverse("admin:generations_job_changelist")
+        return format_html('<a href="{}?model__id__exact={}">jobs of this model</a>', url, obj.pk)
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        price = form.cleaned_data.get("new_price")
+        if price is None:
+            return
+        rate = services.rate_set(
+            model=obj, credits=price, reason=form.cleaned_data["price_reason"], actor=request.user
+        )
+        self.message_user(
+            request, f"{obj.slug} now costs {rate.credits} credits per generation.", messages.INFO
+        )
+
+
+class CreditRateAddForm(forms.ModelForm):
+    effective_from = forms.SplitDateTimeField(
+        required=False,
+        widget=AdminSplitDateTime,
+        help_text="When the price starts; empty: now. Past dates are refused (history is "
+        "never rewritten).",
+    )
+
+    class Meta:
+        model = CreditRate
+        fields = ("model", "credits", "reason", "effective_from")
+
+    def clean_credits(self):
+        return _clean_price(self.cleaned_data.get("credits"))
+
+    def clean_effective_from(self):
+        value = self.cleaned_data.get("effective_from")
+        if value is not None and value < timezone.now():
+            raise forms.ValidationError("Must not be in the past.")
+        return value
+
+
+@admin.register(CreditRate)
+class CreditRateAdmin(admin.ModelAdmin):
+    """Price versions: read-only once created. Adding one goes through `services.rate_set`."""
+
+    form = CreditRateAddForm
+    list_display = ("model", "credits", "effective_from", "set_by", "reason", "created_at")
+    list_filter = ("model",)
+    search_fields = ("model__slug", "model__name", "reason", "set_by__email")
+    list_select_related = ("model", "set_by")
+    date_hierarchy = "effective_from"
+    ordering = ("model__slug", "-effective_from")
+    autocomplete_fields = ("model",)
+
+    def get_fields(self, request, obj=None):
+        if obj is None:
+            return ("model", "credits", "reason", "effective_from")
+        return ("model", "credits", "effective_from", "set_by", "reason", "created_at")
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+    def save_model(self, request, obj, form, change):
+        if change:  # unreachable: there is no change permission
+            raise PermissionError("Credit rates are never edited.")
+        rate = services.rate_set(
+            model=obj.model,
+            credits=form.cleaned_data["credits"],
+            reason=form.cleaned_data["reason"],
+            actor=request.user,
+            effective_from=form.cleaned_data.get("effective_from"),
+        )
+        # The admin logs and redirects with `obj`: make it the version just created.
+        obj.pk = rate.pk
+        obj.effective_from = rate.effective_from
+        obj.set_by = rate.set_by
+        obj.created_at = rate.created_at
+
+
+# --- Jobs ---------------------------------------------------------------------------------------
+
+
+class JobEventInline(admin.TabularInline):
+    """The job's status log, in time order."""
+
+    model = JobEvent
+    extra = 0
+    max_num = 0
+    can_delete = False
+    fields = ("at", "status", "node", "worker", "message")
+    readonly_fields = fields
+    ordering = ("at", "id")
+    verbose_name = "status log entry"
+    verbose_name_plural = "status log"
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(Job)
+class JobAdmin(admin.ModelAdmin):
+    """Jobs are created by submissions and moved by workers: read-only here."""
+
+    list_display = (
+        "id",
+        "organization",
+        "model",
+        "status",
+        "credits_held",
+        "credits_charged",
+        "cached",
+        "node",
+        "created_at",
+        "started_at",
+        "finished_at",
+    )
+    list_filter = ("status", "model", "cached", ("created_at", admin.DateFieldListFilter))
+    list_select_related = ("organization", "model")
+    search_fields = ("organization__slug", "=idempotency_key")
+    search_help_text = "A job id, an organization slug, or an exact Idempotency-Key."
+    date_hierarchy = "created_at"
+    ordering = ("-created_at", "-id")
+    show_full_result_count = False
+    actions = ("cancel_selected",)
+    inlines = (JobEventInline,)
+    fieldsets = (
+        (None, {"fields": ("id", "organization", "model", "status", "priority", "params")}),
+        (
+            "Credits",
+            {
+                "fields": (
+                    "rate",
+                    "credits_held",
+                    "credits_charged",
+                    "hold",
+                    "cached",
+                    "cached_from",
+                )
+            },
+        ),
+        (
+            "Request",
+            {"fields": ("api_key", "created_by", "idempotency_key", "request_fingerprint")},
+        ),
+        (
+            "Run",
+            {
+                "fields": (
+                    "node",
+                    "attempts",
+                    "enqueued_at",
+                    "lease_expires_at",
+                    "created_at",
+                    "started_at",
+                    "finished_at",
+                )
+            },
+        ),
+        ("Outcome", {"fields": ("result", "error_code", "error")}),
+    )
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False  # jobs are the cost report's input and the ledger's reference
+
+    def get_search_results(self, request, queryset, search_term):
+        term = search_term.strip()
+        try:
+            job_id = uuid.UUID(term)
+        except ValueError:
+            return super().get_search_results(request, queryset, search_term)
+        return queryset.filter(pk=job_id), False
+
+    def has_cancel_permission(self, request, obj=None) -> bool:
+        opts = self.opts
+        return request.user.has_perm(f"{opts.app_label}.change_{opts.model_name}")
+
+    @admin.action(description="Cancel selected queued jobs", permissions=["cancel"])
+    def cancel_selected(self, request, queryset):
+        """Each queued job through `services.generation_cancel` (hold released, status log
+        row), recorded in the audit log with the acting admin. Others are skipped."""
+        cancelled, skipped = 0, 0
+        for job in queryset.select_related("organization"):
+            if job.status == JobStatus.CANCELLED:
+                continue
+            if job.status != JobStatus.QUEUED:
+                skipped += 1
+                continue
+            try:
+                job = services.generation_cancel(job=job, actor=request.user)
+            except ServiceError:  # a worker started it meanwhile
+                skipped += 1
+                continue
+            audit_record(
+                action="generation.cancelled",
+                organization=job.organization,
+                actor=request.user,
+                target=job,
+                data={"released": str(job.credits_held), "by": "admin"},
+            )
+            cancelled += 1
+        if cancelled:
+            self.message_user(
+                request,
+                f"Cancelled {cancelled} job(s); their holds were released.",
+                messages.SUCCESS,
+            )
+        if skipped:
+            self.message_user(
+                request, f"Skipped {skipped} job(s) that were no longer queued.", messages.WARNING
+            )

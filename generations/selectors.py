@@ -1,0 +1,91 @@
+"""Reads of the generations app. Customer-facing reads are scoped to one organization: another
+tenant's job is indistinguishable from a missing one (NotFound, never its data)."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+from django.db.models import QuerySet
+from django.utils import timezone
+
+from accounts.models import Organization
+from config.errors import NotFound, ValidationError
+from generations import services
+from generations.models import AIModel, Job, JobStatus
+
+
+def job_list(
+    *, organization: Organization, status: str | None = None, model: str | None = None
+) -> QuerySet[Job]:
+    """The organization's jobs, newest first, optionally of one status and/or one model (slug).
+
+    An unknown status is a ValidationError naming `status`; an unknown model slug simply
+    matches nothing (jobs of retired models stay listable by their slug)."""
+    jobs = Job.objects.filter(organization=organization).select_related("model")
+    if status:
+        if status not in JobStatus.values:
+            raise ValidationError(
+                f"Unknown status {status!r}.",
+                errors={"status": [f"One of: {', '.join(JobStatus.values)}."]},
+            )
+        jobs = jobs.filter(status=status)
+    if model:
+        jobs = jobs.filter(model__slug=model)
+    return jobs.order_by("-created_at", "-id")
+
+
+def job_get(*, organization: Organization, job_id) -> Job:
+    """One job of the organization. A malformed id, a missing job and another tenant's job are
+    all the same NotFound."""
+    try:
+        pk = job_id if isinstance(job_id, uuid.UUID) else uuid.UUID(str(job_id))
+    except (TypeError, ValueError, AttributeError):
+        raise NotFound("No such generation.") from None
+    job = Job.objects.select_related("model").filter(organization=organization, pk=pk).first()
+    if job is None:
+        raise NotFound("No such generation.")
+    return job
+
+
+def model_params_schema(model: AIModel) -> dict:
+    """The JSON Schema `params` is validated against (prompt and seed always accepted)."""
+    return services.params_schema_effective(model)
+
+
+@dataclass(frozen=True)
+class CatalogEntry:
+    """An active model as customers see it: its current price and effective params schema."""
+
+    slug: str
+    name: str
+    description: str
+    pool: str
+    credits: Decimal
+    params_schema: dict
+    model: AIModel
+
+
+def models_active(*, now: datetime | None = None) -> list[CatalogEntry]:
+    """Models a customer can submit to now: active, on a node pool, with a price in force.
+    Ordered by slug. The price is `services.rate_current` (what a submission would pin)."""
+    now = now or timezone.now()
+    entries = []
+    for model in AIModel.objects.filter(is_active=True, pool__isnull=False).select_related("pool"):
+        rate = services.rate_current(model=model, now=now)
+        if rate is None:
+            continue
+        entries.append(
+            CatalogEntry(
+                slug=model.slug,
+                name=model.name,
+                description=model.description,
+                pool=model.pool.slug,
+                credits=rate.credits,
+                params_schema=model_params_schema(model),
+                model=model,
+            )
+        )
+    return entries
