@@ -451,7 +451,11 @@ def _claim(job_id, *, worker: str, now: datetime):
         backend_config=job.model.backend_config or {},
         timeout_s=job.model.max_runtime_s,
     )
-    node = backend.pick_node(request)
+    try:
+        node = backend.pick_node(request)
+    except BackendError as exc:  # e.g. no node configured for the pool: fail, don't loop
+        _fail(job, code=exc.code, message=exc.message, customer_fault=False, now=now, worker=worker)
+        return None, "failed"
     job.status = JobStatus.RUNNING
     job.attempts += 1
     job.node = node
@@ -562,7 +566,10 @@ def _finish(job_id, *, attempt: int, outcome, error: BackendError | None, worker
         worker=worker,
     )
     gpu_runs.run_finished(
-        external_id=_run_external_id(job, attempt), status=RunStatus.FAILED, finished_at=now
+        external_id=_run_external_id(job, attempt),
+        status=RunStatus.FAILED,
+        finished_at=min(error.finished_at or now, now),
+        started_at=error.started_at,
     )
     return "failed"
 

@@ -10,6 +10,8 @@ from infra_costs.models import GpuRun, Node, NodePool, RunSource, RunStatus
 
 def node_ensure(*, pool: NodePool, name: str) -> Node:
     node, _ = Node.objects.get_or_create(name=name, defaults={"pool": pool})
+    if node.pool_id != pool.pk:
+        raise ValueError(f"Node {name!r} belongs to pool {node.pool.slug!r}, not {pool.slug!r}.")
     return node
 
 

@@ -6,11 +6,17 @@ as child processes, their output prefixed with "web |", "worker |" and "beat |".
 Settings are config.settings.local: SQLite under var/ and kombu's filesystem broker under
 var/broker/ unless DATABASE_URL / REDIS_URL (or CELERY_BROKER_URL) say otherwise.
 PORT (default 8000) sets the web server's port. Ctrl-C or SIGTERM stops everything.
+
+GPU_NODES=1 also starts one simulated ComfyUI GPU node per pool (`manage.py run_gpu_node`:
+a100 on 127.0.0.1:8188, l4 on 127.0.0.1:8189; output prefixed "gpu-a100 |", "gpu-l4 |") and
+points GENERATIONS_COMFYUI_NODES at them for every process (replacing any value of it), so
+models with the `comfyui` backend run over real HTTP. Without it nothing changes.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -23,6 +29,8 @@ from pathlib import Path
 BASE_DIR = Path(__file__).resolve().parent.parent
 PY = sys.executable
 STOP_GRACE_S = 10  # SIGTERM first, SIGKILL after this many seconds
+# GPU_NODES=1: the simulated GPU nodes started, per pool: (node name, port).
+GPU_NODES = {"a100": ("a100-node-1", 8188), "l4": ("l4-node-1", 8189)}
 
 _print_lock = threading.Lock()
 _stop_requested = threading.Event()
@@ -38,7 +46,8 @@ def say(msg: str) -> None:
 
 
 class Child:
-    COLORS = {"web": "32", "worker": "36", "beat": "35"}
+    COLORS = {"web": "32", "worker": "36", "beat": "35", "gpu-a100": "33", "gpu-l4": "33"}
+    WIDTH = 6  # label width; widened when longer names (the GPU nodes) run
 
     def __init__(self, name: str, args: list[str], env: dict) -> None:
         self.name = name
@@ -55,7 +64,7 @@ class Child:
             # Its own process group: Ctrl-C reaches only us, and we stop the whole group.
             start_new_session=True,
         )
-        label = f"{name:<6}|"
+        label = f"{name:<{self.WIDTH}}|"
         if sys.stdout.isatty() and not os.environ.get("NO_COLOR"):
             label = f"\033[{self.COLORS.get(name, '0')}m{label}\033[0m"
         self.label = label
@@ -133,12 +142,37 @@ def wait_for_port(port: int, children: list[Child], timeout: float = 30) -> bool
     return False
 
 
+def gpu_nodes_wanted(env: dict) -> bool:
+    return env.get("GPU_NODES", "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def gpu_node_commands(env: dict) -> dict[str, list[str]]:
+    """GPU_NODES=1: a `run_gpu_node` child per pool, and GENERATIONS_COMFYUI_NODES in `env`
+    (for every child) pointing at them."""
+    nodes = {pool: {name: f"http://127.0.0.1:{port}"} for pool, (name, port) in GPU_NODES.items()}
+    env["GENERATIONS_COMFYUI_NODES"] = json.dumps(nodes)
+    commands = {}
+    for pool, (name, port) in GPU_NODES.items():
+        args = ["run_gpu_node", "--pool", pool, "--port", str(port), "--name", name]
+        commands[f"gpu-{pool}"] = [PY, "manage.py", *args]
+    return commands
+
+
 def main() -> int:
     env = dict(os.environ)
     env["DJANGO_SETTINGS_MODULE"] = "config.settings.local"
     env["PYTHONUNBUFFERED"] = "1"
     port = int(env.get("PORT", "8000"))
     env.setdefault("SITE_URL", f"http://127.0.0.1:{port}")
+    gpu: dict[str, list[str]] = {}
+    gpu_lines = ""
+    if gpu_nodes_wanted(env):
+        gpu = gpu_node_commands(env)  # sets GENERATIONS_COMFYUI_NODES for every process
+        say(f"GPU_NODES=1: GENERATIONS_COMFYUI_NODES={env['GENERATIONS_COMFYUI_NODES']}")
+        gpu_lines = "".join(
+            f"    GPU node {name} ({pool}) http://127.0.0.1:{node_port}/\n"
+            for pool, (name, node_port) in GPU_NODES.items()
+        )
 
     # The filesystem broker's folders, and STATIC_ROOT (whitenoise warns when it is missing).
     for d in ("var/broker/out", "var/broker/processed", "var/staticfiles"):
@@ -168,6 +202,9 @@ def main() -> int:
         "worker": worker_args,
         "beat": [PY, "-m", "celery", "-A", "config", "beat", "-l", "info"],
     }
+    if gpu:
+        commands = {**gpu, **commands}  # the nodes first: up before the worker needs them
+        Child.WIDTH = max(len(name) for name in commands)
 
     def request_stop(signum, frame):
         if _stop_requested.is_set():
@@ -188,7 +225,9 @@ def main() -> int:
             out(
                 f"\n{bar}\n  GPU Credits is running (broker: {broker.split('://')[0]}://)\n"
                 f"    Web UI   {url}/\n    Admin    {url}/admin/\n    API docs {url}/api/docs/\n"
-                f"  Press Ctrl-C to stop the web server, worker and beat.\n{bar}\n"
+                f"{gpu_lines}"
+                f"  Press Ctrl-C to stop the web server, worker and beat"
+                f"{' and the GPU nodes' if gpu_lines else ''}.\n{bar}\n"
             )
         while not _stop_requested.is_set():
             dead = [c for c in children if not c.alive()]

@@ -224,9 +224,69 @@ CELERY_BEAT_SCHEDULE: dict = {
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 
 # --- Stripe -----------------------------------------------------------------------------------
+# See docs/billing.md. Without STRIPE_SECRET_KEY, payments are off (the billing services refuse
+# with "billing not configured"); without STRIPE_WEBHOOK_SECRET every webhook is refused (400).
 STRIPE_SECRET_KEY = env("STRIPE_SECRET_KEY", default="")
 STRIPE_WEBHOOK_SECRET = env("STRIPE_WEBHOOK_SECRET", default="")
+# Point the client at a Stripe-compatible test server (localstripe); empty: api.stripe.com.
 STRIPE_API_BASE = env("STRIPE_API_BASE", default="")
+# Servers that implement only the legacy Plans API (localstripe): recurring prices as plans.
+STRIPE_LEGACY_PLANS = env.bool("STRIPE_LEGACY_PLANS", default=False)
+STRIPE_CURRENCY = env("STRIPE_CURRENCY", default="usd")
+STRIPE_MAX_NETWORK_RETRIES = env.int("STRIPE_MAX_NETWORK_RETRIES", default=2)
+STRIPE_TIMEOUT_S = env.float("STRIPE_TIMEOUT_S", default=30)
+# A signed webhook older than this (seconds) is refused (replay protection); 0 disables.
+STRIPE_WEBHOOK_TOLERANCE_S = env.int("STRIPE_WEBHOOK_TOLERANCE_S", default=300)
+# Where Checkout and the Customer Portal send the customer back ({CHECKOUT_SESSION_ID} is
+# filled in by Stripe).
+STRIPE_CHECKOUT_SUCCESS_URL = env(
+    "STRIPE_CHECKOUT_SUCCESS_URL",
+    default=SITE_URL.rstrip("/") + "/billing/?checkout=success&session_id={CHECKOUT_SESSION_ID}",
+)
+STRIPE_CHECKOUT_CANCEL_URL = env(
+    "STRIPE_CHECKOUT_CANCEL_URL", default=SITE_URL.rstrip("/") + "/billing/?checkout=canceled"
+)
+STRIPE_PORTAL_RETURN_URL = env(
+    "STRIPE_PORTAL_RETURN_URL", default=SITE_URL.rstrip("/") + "/billing/"
+)
+# A subscription whose payment failed stays on its plan (past due, banner in the UI) this many
+# days, then falls back to the free plan.
+BILLING_PAST_DUE_GRACE_DAYS = env.int("BILLING_PAST_DUE_GRACE_DAYS", default=7)
+# Overage invoices of customers without a saved card are emailed by Stripe, due in N days.
+BILLING_OVERAGE_DAYS_UNTIL_DUE = env.int("BILLING_OVERAGE_DAYS_UNTIL_DUE", default=14)
+# Purchased credits never expire unless this is > 0 (days after the purchase).
+BILLING_PACK_CREDITS_EXPIRE_DAYS = env.int("BILLING_PACK_CREDITS_EXPIRE_DAYS", default=0)
+# Failed webhook events are processed again by a beat task, with backoff, this many times
+# within this many hours (Stripe retries for 3 days too); staff may reprocess any in the admin.
+BILLING_EVENT_RETRY_MAX_ATTEMPTS = env.int("BILLING_EVENT_RETRY_MAX_ATTEMPTS", default=12)
+BILLING_EVENT_RETRY_MAX_AGE_H = env.int("BILLING_EVENT_RETRY_MAX_AGE_H", default=72)
+# An auto top-up whose charge could not be sent (Stripe unreachable) is retried with the same
+# idempotency key for this long, then given up (Stripe keeps keys for 24 h).
+BILLING_AUTO_TOP_UP_RETRY_H = env.int("BILLING_AUTO_TOP_UP_RETRY_H", default=20)
+CELERY_BEAT_SCHEDULE.update(
+    {
+        "billing-retry-failed-events": {
+            "task": "credits.tasks.billing_retry_failed_events",
+            "schedule": 120.0,
+            "options": {"expires": 110},
+        },
+        "billing-invoice-overages": {
+            "task": "credits.tasks.billing_invoice_overages",
+            "schedule": 600.0,
+            "options": {"expires": 590},
+        },
+        "billing-balance-watch": {
+            "task": "credits.tasks.billing_balance_watch",
+            "schedule": 60.0,
+            "options": {"expires": 55},
+        },
+        "billing-downgrade-past-due": {
+            "task": "credits.tasks.billing_downgrade_past_due",
+            "schedule": 3600.0,
+            "options": {"expires": 3500},
+        },
+    }
+)
 
 # --- Logging ----------------------------------------------------------------------------------
 LOGGING = {

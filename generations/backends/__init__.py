@@ -42,6 +42,8 @@ class BackendError(Exception):
         customer_fault: bool = False,
         transient: bool = False,
         node: str = "",
+        started_at: datetime | None = None,
+        finished_at: datetime | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -49,6 +51,9 @@ class BackendError(Exception):
         self.customer_fault = customer_fault
         self.transient = transient
         self.node = node
+        # When the GPU really ran it, if the backend knows (else the worker's clock is used).
+        self.started_at = started_at
+        self.finished_at = finished_at
 
 
 class Backend(Protocol):

@@ -9,6 +9,7 @@ from decimal import Decimal as D
 
 import pytest
 from django.db.models import Count
+from kombu import pools as kombu_pools
 
 from config.celery_app import app
 from credits.models import CreditAccount, CreditHold, EntryKind, HoldStatus, LedgerEntry
@@ -27,6 +28,7 @@ def point_broker_at(url: str) -> None:
     app.pool.force_close_all()
     app._pool = None
     app.amqp._producer_pool = None
+    kombu_pools.reset()  # kombu caches producer pools per connection URL, process-wide
 
 
 def submit(org, prompt="a cat", **kw):

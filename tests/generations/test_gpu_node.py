@@ -1,0 +1,428 @@
+"""The simulated GPU node (`manage.py run_gpu_node`): ComfyUI's API shapes over real HTTP on
+loopback, its queue, its simulation (service time, cold start, failures) and fault injection."""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from generations import gpu_node
+
+BASE_DIR = Path(__file__).resolve().parents[2]
+
+WORKFLOW = {
+    "3": {
+        "class_type": "KSampler",
+        "inputs": {
+            "seed": 42,
+            "steps": 20,
+            "cfg": 7,
+            "sampler_name": "euler",
+            "scheduler": "normal",
+            "denoise": 1,
+            "model": ["4", 0],
+            "positive": ["6", 0],
+            "negative": ["7", 0],
+            "latent_image": ["5", 0],
+        },
+    },
+    "4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "sdxl.safetensors"}},
+    "5": {
+        "class_type": "EmptyLatentImage",
+        "inputs": {"width": 512, "height": 512, "batch_size": 1},
+    },
+    "6": {"class_type": "CLIPTextEncode", "inputs": {"text": "a cat", "clip": ["4", 1]}},
+    "7": {"class_type": "CLIPTextEncode", "inputs": {"text": "", "clip": ["4", 1]}},
+    "8": {"class_type": "VAEDecode", "inputs": {"samples": ["3", 0], "vae": ["4", 2]}},
+    "9": {"class_type": "SaveImage", "inputs": {"filename_prefix": "test", "images": ["8", 0]}},
+}
+
+
+def workflow(text="a cat", **ksampler):
+    graph = copy.deepcopy(WORKFLOW)
+    graph["6"]["inputs"]["text"] = text
+    graph["3"]["inputs"].update(ksampler)
+    return graph
+
+
+@pytest.fixture
+def start_node():
+    """start_node(**NodeConfig fields) → a RunningNode on a free loopback port, stopped after."""
+    running: list[gpu_node.RunningNode] = []
+
+    def start(**fields) -> gpu_node.RunningNode:
+        fields = {"pool": "a100", "port": 0, "mean_s": 0.05, "sigma": 0.0, **fields}
+        node = gpu_node.start(gpu_node.NodeConfig(**fields))
+        running.append(node)
+        return node
+
+    yield start
+    for node in running:
+        node.stop()
+
+
+def post(node, text="a cat", **body):
+    body.setdefault("prompt", workflow(text))
+    return requests.post(f"{node.url}/prompt", json=body, timeout=5)
+
+
+def wait_history(node, prompt_id, timeout=10.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        entry = requests.get(f"{node.url}/history/{prompt_id}", timeout=5).json()
+        if entry:
+            return entry[prompt_id]
+        time.sleep(0.02)
+    raise AssertionError(f"prompt {prompt_id} did not finish")
+
+
+def events(entry) -> list[str]:
+    return [event for event, _ in entry["status"]["messages"]]
+
+
+def test_prompt_runs_and_history_has_comfyuis_shape(start_node):
+    node = start_node(mean_s=0.6)
+    resp = post(node, client_id="client-1", extra_data={"job_id": "j1"})
+    assert resp.status_code == 200
+    body = resp.json()
+    assert set(body) == {"prompt_id", "number", "node_errors"}
+    assert body["number"] == 0 and body["node_errors"] == {}
+    prompt_id = body["prompt_id"]
+
+    # Running: not in the history yet, in queue_running.
+    assert requests.get(f"{node.url}/history/{prompt_id}", timeout=5).json() == {}
+    queue = requests.get(f"{node.url}/queue", timeout=5).json()
+    assert [item[1] for item in queue["queue_running"]] == [prompt_id]
+    assert queue["queue_pending"] == []
+
+    entry = wait_history(node, prompt_id)
+    number, pid, graph, extra_data, outputs = entry["prompt"]
+    assert (number, pid, outputs) == (0, prompt_id, ["9"])
+    assert graph["6"]["inputs"]["text"] == "a cat"
+    assert graph["3"]["inputs"]["cfg"] == 7.0  # converted as ComfyUI does
+    assert extra_data == {"job_id": "j1", "client_id": "client-1"}
+    images = entry["outputs"]["9"]["images"]
+    assert len(images) == 1
+    assert re.fullmatch(r"test_\d{5}_\.png", images[0]["filename"])
+    assert (images[0]["subfolder"], images[0]["type"]) == ("", "output")
+    status = entry["status"]
+    assert (status["status_str"], status["completed"]) == ("success", True)
+    assert events(entry) == ["execution_start", "execution_cached", "execution_success"]
+    stamps = [data["timestamp"] for _, data in status["messages"]]
+    assert all(isinstance(ts, int) for ts in stamps)
+    assert all(data["prompt_id"] == prompt_id for _, data in status["messages"])
+    assert 580 <= stamps[-1] - stamps[0] <= 3000  # the service time, in milliseconds
+    assert abs(stamps[0] / 1000 - time.time()) < 10
+    assert requests.get(f"{node.url}/queue", timeout=5).json() == {
+        "queue_running": [],
+        "queue_pending": [],
+    }
+    # The image can be fetched, and the whole history lists the prompt.
+    view = requests.get(
+        f"{node.url}/view", params={"filename": images[0]["filename"], "type": "output"}, timeout=5
+    )
+    assert view.status_code == 200 and view.content.startswith(b"\x89PNG")
+    assert prompt_id in requests.get(f"{node.url}/history", timeout=5).json()
+
+
+def test_every_route_is_also_served_under_api(start_node):
+    node = start_node()
+    prompt_id = requests.post(
+        f"{node.url}/api/prompt", json={"prompt": workflow()}, timeout=5
+    ).json()["prompt_id"]
+    assert wait_history(node, prompt_id)["status"]["status_str"] == "success"
+    assert requests.get(f"{node.url}/api/queue", timeout=5).status_code == 200
+
+
+def test_system_stats_name_the_node_and_its_pool(start_node):
+    node = start_node(pool="l4", name="l4-node-7")
+    stats = requests.get(f"{node.url}/system_stats", timeout=5).json()
+    assert stats["system"]["node_name"] == "l4-node-7"
+    assert stats["system"]["pool"] == "l4"
+    assert stats["devices"][0]["node_name"] == "l4-node-7"
+    assert stats["devices"][0]["pool"] == "l4"
+    assert stats["devices"][0]["type"] == "cuda"
+    assert requests.get(f"{node.url}/prompt", timeout=5).json() == {
+        "exec_info": {"queue_remaining": 0}
+    }
+
+
+@pytest.mark.parametrize(
+    ("body", "error_type"),
+    [
+        ({}, "no_prompt"),
+        ({"prompt": {}}, "invalid_prompt"),
+        ({"prompt": {"1": {"inputs": {}}}}, "invalid_prompt"),
+        ({"prompt": {"1": {"class_type": "NoSuchNode", "inputs": {}}}}, "invalid_prompt"),
+        (
+            {"prompt": {"4": WORKFLOW["4"]}},  # nothing to output
+            "prompt_no_outputs",
+        ),
+    ],
+)
+def test_invalid_bodies_are_400_with_comfyuis_error_shape(start_node, body, error_type):
+    node = start_node()
+    resp = requests.post(f"{node.url}/prompt", json=body, timeout=5)
+    assert resp.status_code == 400
+    data = resp.json()
+    assert set(data) == {"error", "node_errors"}
+    assert data["error"]["type"] == error_type
+    assert set(data["error"]) == {"type", "message", "details", "extra_info"}
+
+
+def test_invalid_json_is_400(start_node):
+    node = start_node()
+    resp = requests.post(
+        f"{node.url}/prompt",
+        data=b"{not json",
+        headers={"Content-Type": "application/json"},
+        timeout=5,
+    )
+    assert resp.status_code == 400
+    assert resp.json()["error"]["type"] == "invalid_json"
+
+
+def test_input_validation_errors_name_the_node_and_input(start_node):
+    node = start_node()
+    graph = workflow(steps=0, sampler_name="nope")
+    graph["5"]["inputs"]["width"] = "wide"
+    del graph["8"]["inputs"]["vae"]
+    resp = requests.post(f"{node.url}/prompt", json={"prompt": graph}, timeout=5)
+    assert resp.status_code == 400
+    data = resp.json()
+    assert data["error"]["type"] == "prompt_outputs_failed_validation"
+    errors = {
+        (nid, e["extra_info"]["input_name"]): e["type"]
+        for nid, entry in data["node_errors"].items()
+        for e in entry["errors"]
+    }
+    assert errors == {
+        ("3", "steps"): "value_smaller_than_min",
+        ("3", "sampler_name"): "value_not_in_list",
+        ("5", "width"): "invalid_input_type",
+        ("8", "vae"): "required_input_missing",
+    }
+    assert data["node_errors"]["3"]["class_type"] == "KSampler"
+    assert data["node_errors"]["3"]["dependent_outputs"] == ["9"]
+    assert requests.get(f"{node.url}/queue", timeout=5).json()["queue_pending"] == []
+
+
+def test_links_must_point_at_a_node_output_of_the_right_type(start_node):
+    node = start_node()
+    graph = workflow()
+    graph["3"]["inputs"]["positive"] = ["4", 0]  # MODEL, not CONDITIONING
+    graph["8"]["inputs"]["vae"] = ["99", 0]
+    data = requests.post(f"{node.url}/prompt", json={"prompt": graph}, timeout=5).json()
+    errors = {e["type"] for entry in data["node_errors"].values() for e in entry["errors"]}
+    assert errors == {"return_type_mismatch", "bad_linked_input"}
+
+
+def test_fail_and_reject_hooks_are_execution_errors_told_apart(start_node):
+    node = start_node()
+    failed = wait_history(node, post(node, "boom [fail]").json()["prompt_id"])
+    rejected = wait_history(node, post(node, "nope [reject]").json()["prompt_id"])
+    for entry in (failed, rejected):
+        assert (entry["status"]["status_str"], entry["status"]["completed"]) == ("error", False)
+        assert events(entry) == ["execution_start", "execution_cached", "execution_error"]
+        assert entry["outputs"] == {}
+    fail = failed["status"]["messages"][-1][1]
+    assert fail["exception_type"] == "RuntimeError"
+    assert (fail["node_type"], fail["node_id"]) == ("KSampler", "3")
+    assert "GPU failure" in fail["exception_message"]
+    reject = rejected["status"]["messages"][-1][1]
+    assert reject["exception_type"].rsplit(".", 1)[-1] == "PromptRejected"
+    assert reject["node_type"] == "CLIPTextEncode"
+    assert {"timestamp", "prompt_id", "traceback", "executed"} <= set(reject)
+
+
+def test_failure_rate_fails_prompts(start_node):
+    node = start_node(failure_rate=1.0)
+    entry = wait_history(node, post(node).json()["prompt_id"])
+    assert entry["status"]["status_str"] == "error"
+    assert entry["status"]["messages"][-1][1]["exception_type"] == "RuntimeError"
+
+
+def test_one_worker_runs_one_prompt_at_a_time_in_order(start_node):
+    node = start_node(mean_s=0.5)
+    ids = [post(node, f"cat {i}").json()["prompt_id"] for i in range(3)]
+    queue = requests.get(f"{node.url}/queue", timeout=5).json()
+    assert len(queue["queue_running"]) == 1
+    assert [item[1] for item in queue["queue_pending"]] == ids[1:]
+    assert requests.get(f"{node.url}/prompt", timeout=5).json()["exec_info"] == {
+        "queue_remaining": 3
+    }
+    windows = []
+    for prompt_id in ids:
+        messages = wait_history(node, prompt_id)["status"]["messages"]
+        windows.append((messages[0][1]["timestamp"], messages[-1][1]["timestamp"]))
+    assert windows == sorted(windows)
+    for (_, end), (start, _) in itertools.pairwise(windows):
+        assert start >= end  # never two at once
+
+
+def test_more_workers_run_prompts_concurrently(start_node):
+    node = start_node(mean_s=1.0, workers=2)
+    for i in range(3):
+        post(node, f"cat {i}")
+    time.sleep(0.1)
+    queue = requests.get(f"{node.url}/queue", timeout=5).json()
+    assert (len(queue["queue_running"]), len(queue["queue_pending"])) == (2, 1)
+
+
+def test_cold_start_after_idle(start_node):
+    node = start_node(mean_s=0.05, cold_start_s=0.4, idle_before_cold_s=0.3)
+
+    def duration_ms(text):
+        messages = wait_history(node, post(node, text).json()["prompt_id"])["status"]["messages"]
+        return messages[-1][1]["timestamp"] - messages[0][1]["timestamp"]
+
+    assert duration_ms("first") >= 400  # never ran: cold
+    assert duration_ms("warm") < 300
+    time.sleep(0.5)
+    assert duration_ms("idle again") >= 400
+
+
+def test_a_client_chosen_prompt_id_is_queued_once(start_node):
+    node = start_node(mean_s=0.3)
+    first = post(node, prompt_id="job-1-attempt-1").json()
+    again = post(node, prompt_id="job-1-attempt-1").json()
+    assert first["prompt_id"] == again["prompt_id"] == "job-1-attempt-1"
+    assert first["number"] == again["number"]
+    assert node.node.stats["prompts queued"] == 1
+    wait_history(node, "job-1-attempt-1")
+    assert post(node, prompt_id="job-1-attempt-1").json()["number"] == first["number"]
+    assert node.node.stats["prompts queued"] == 1
+
+
+def test_pending_prompts_can_be_deleted_and_running_ones_interrupted(start_node):
+    node = start_node(mean_s=5)
+    running = post(node, "a").json()["prompt_id"]
+    pending = post(node, "b").json()["prompt_id"]
+    assert requests.post(f"{node.url}/queue", json={"delete": [pending]}, timeout=5).ok
+    assert requests.post(f"{node.url}/interrupt", json={"prompt_id": running}, timeout=5).ok
+    entry = wait_history(node, running, timeout=3)
+    assert events(entry)[-1] == "execution_interrupted"
+    assert entry["status"]["status_str"] == "error"
+    assert requests.get(f"{node.url}/history/{pending}", timeout=5).json() == {}
+    assert requests.get(f"{node.url}/queue", timeout=5).json()["queue_pending"] == []
+
+
+def test_flaky_http_answers_503_before_handling(start_node):
+    node = start_node(flaky_http_rate=1.0)
+    resp = post(node)
+    assert resp.status_code == 503
+    assert node.node.stats["prompts queued"] == 0
+    assert requests.get(f"{node.url}/queue", timeout=5).status_code == 503
+    assert node.node.stats["flaky"] == 2
+
+
+def test_fault_injection_can_be_limited_to_some_routes(start_node):
+    node = start_node(flaky_http_rate=1.0, flaky_http_status=429, fault_routes=("GET /queue",))
+    assert post(node).status_code == 200
+    assert requests.get(f"{node.url}/queue", timeout=5).status_code == 429
+
+
+def test_a_dropped_response_is_handled_but_never_answered(start_node):
+    node = start_node(drop_response_rate=1.0, fault_routes=("POST /prompt",))
+    with pytest.raises(requests.ConnectionError):
+        post(node, prompt_id="lost-answer")
+    assert node.node.stats["prompts queued"] == 1
+    assert wait_history(node, "lost-answer")["status"]["status_str"] == "success"
+
+
+def test_node_config_rejects_nonsense():
+    with pytest.raises(ValueError):
+        gpu_node.NodeConfig(pool="a100", failure_rate=2)
+    with pytest.raises(ValueError):
+        gpu_node.NodeConfig(pool="a100", workers=0)
+    assert gpu_node.NodeConfig(pool="l4").name == "l4-node-1"
+
+
+# --- The management command -------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_run_gpu_node_command_serves_and_stops_gracefully_on_sigterm():
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "manage.py",
+            "run_gpu_node",
+            "--pool",
+            "l4",
+            "--port",
+            str(port),
+            "--name",
+            "l4-node-9",
+            "--mean-s",
+            "0.05",
+        ],
+        cwd=BASE_DIR,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        first = proc.stdout.readline()
+        assert first == f"GPU node l4-node-9 (pool l4) listening on http://127.0.0.1:{port}\n"
+        url = f"http://127.0.0.1:{port}"
+        stats = requests.get(f"{url}/system_stats", timeout=5).json()
+        assert (stats["system"]["node_name"], stats["system"]["pool"]) == ("l4-node-9", "l4")
+        prompt_id = requests.post(f"{url}/prompt", json={"prompt": workflow()}, timeout=5).json()[
+            "prompt_id"
+        ]
+        deadline = time.monotonic() + 10
+        while not requests.get(f"{url}/history/{prompt_id}", timeout=5).json():
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        output, _ = proc.communicate(timeout=15)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, output
+    assert "GPU node l4-node-9 stopped" in output
+
+
+def test_run_gpu_node_command_refuses_bad_options_and_busy_ports():
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "manage.py", "run_gpu_node", "--pool", "a100", "--port", str(port)],
+            cwd=BASE_DIR,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert result.returncode != 0
+    assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
+    result = subprocess.run(
+        [sys.executable, "manage.py", "run_gpu_node", "--pool", "a100", "--failure-rate", "2"],
+        cwd=BASE_DIR,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert "--failure-rate" in result.stderr
