@@ -18,6 +18,7 @@ urlpatterns = [
     path("api/problems/<slug:code>/", ProblemTypeView.as_view(), name="api-problem"),
     path("api/v1/", include(api_v1)),
     path("credits/", include("credits.urls")),
+    path("stripe/", include("credits.billing.urls")),
     path("generate/", include("generations.urls")),
     path("", include("accounts.urls")),
 ]

@@ -4,3 +4,11 @@ from django.apps import AppConfig
 class GenerationsConfig(AppConfig):
     name = "generations"
     verbose_name = "Generations"
+
+    def ready(self) -> None:
+        from generations import receivers
+        from infra_costs.registry import set_external_costs_provider
+        from infra_costs.signals import runs_imported
+
+        runs_imported.connect(receivers.on_runs_imported, dispatch_uid="generations.imported")
+        set_external_costs_provider(receivers.external_costs)

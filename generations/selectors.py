@@ -24,7 +24,7 @@ def job_list(
 
     An unknown status is a ValidationError naming `status`; an unknown model slug simply
     matches nothing (jobs of retired models stay listable by their slug)."""
-    jobs = Job.objects.filter(organization=organization).select_related("model")
+    jobs = Job.objects.filter(organization=organization).select_related("model__pool")
     if status:
         if status not in JobStatus.values:
             raise ValidationError(
@@ -44,7 +44,7 @@ def job_get(*, organization: Organization, job_id) -> Job:
         pk = job_id if isinstance(job_id, uuid.UUID) else uuid.UUID(str(job_id))
     except (TypeError, ValueError, AttributeError):
         raise NotFound("No such generation.") from None
-    job = Job.objects.select_related("model").filter(organization=organization, pk=pk).first()
+    job = Job.objects.select_related("model__pool").filter(organization=organization, pk=pk).first()
     if job is None:
         raise NotFound("No such generation.")
     return job
