@@ -300,6 +300,9 @@ LOGGING = {
 # --- Credits ----------------------------------------------------------------------------------
 # A hold not captured or released within this time is released by the stale-holds beat task.
 CREDITS_HOLD_TIMEOUT_S = env.int("CREDITS_HOLD_TIMEOUT_S", default=2 * 3600)
+# Prepare the ledger's hot statements on each PostgreSQL connection (off behind a PgBouncer in
+# transaction mode older than 1.21, which can't keep prepared statements).
+CREDITS_PREPARED_STATEMENTS = env.bool("CREDITS_PREPARED_STATEMENTS", default=True)
 
 # --- Generations ------------------------------------------------------------------------------
 # Simulated backend: multiply service times (0 = instant; tests and benchmarks use 0).

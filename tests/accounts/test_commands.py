@@ -43,7 +43,8 @@ def row_counts() -> dict[str, int]:
 
 
 def help_text(name: str) -> str:
-    parser = load_command_class("accounts", name).create_parser("manage.py", name)
+    app = "generations" if name == "seed_demo" else "accounts"
+    parser = load_command_class(app, name).create_parser("manage.py", name)
     return " ".join(parser.format_help().split())  # unwrap lines
 
 
@@ -190,7 +191,7 @@ def printed_key(output: str) -> str:
 
 
 def test_seed_demo_creates_the_demo_and_prints_how_to_use_it(client):
-    output = run("seed_demo")
+    output = run("seed_demo", "--days", "2")
     assert "http://127.0.0.1:8000" in output
     assert "demo@example.com / demo-password-123" in output
     assert "admin@example.com / demo-password-123" in output
@@ -211,11 +212,11 @@ def test_seed_demo_creates_the_demo_and_prints_how_to_use_it(client):
 
 
 def test_seed_demo_twice_duplicates_nothing_and_rotates_the_key(client):
-    first_key = printed_key(run("seed_demo"))
+    first_key = printed_key(run("seed_demo", "--days", "2"))
     counts = {
         m.__name__: m.objects.count() for m in (Organization, User, Membership, Subscription, Plan)
     }
-    second_key = printed_key(run("seed_demo"))
+    second_key = printed_key(run("seed_demo", "--days", "2"))
     assert {
         m.__name__: m.objects.count() for m in (Organization, User, Membership, Subscription, Plan)
     } == counts
@@ -228,12 +229,12 @@ def test_seed_demo_twice_duplicates_nothing_and_rotates_the_key(client):
 
 
 def test_seed_demo_repairs_a_changed_demo(client):
-    run("seed_demo")
+    run("seed_demo", "--days", "2")
     org = Organization.objects.get(slug="demo")
     Subscription.objects.filter(organization=org).update(plan=Plan.objects.get(slug="starter"))
     Membership.objects.filter(organization=org).update(role=Role.MEMBER)
     User.objects.filter(email="admin@example.com").update(is_superuser=False)
-    run("seed_demo")
+    run("seed_demo", "--days", "2")
     org = Organization.objects.get(slug="demo")
     assert org.subscription.plan.slug == "creator"
     assert Membership.objects.get(organization=org).role == Role.OWNER
@@ -242,21 +243,21 @@ def test_seed_demo_repairs_a_changed_demo(client):
 
 def test_seed_demo_recreates_a_missing_default_plan():
     Plan.objects.filter(slug="enterprise").delete()
-    run("seed_demo")
+    run("seed_demo", "--days", "2")
     assert Plan.objects.get(slug="enterprise").api_rate_limit_per_min == 6000
 
 
 def test_seed_demo_password_from_option_then_env(monkeypatch):
     monkeypatch.setenv("DEMO_PASSWORD", "from-env-pw-1")
-    assert "demo@example.com / from-env-pw-1" in run("seed_demo")
+    assert "demo@example.com / from-env-pw-1" in run("seed_demo", "--days", "2")
     assert User.objects.get(email="demo@example.com").check_password("from-env-pw-1")
-    out = run("seed_demo", "--password", "from-option-pw-2")
+    out = run("seed_demo", "--days", "2", "--password", "from-option-pw-2")
     assert "admin@example.com / from-option-pw-2" in out
     assert User.objects.get(email="admin@example.com").check_password("from-option-pw-2")
 
 
 def test_seed_demo_accepts_days_and_seed():
-    run("seed_demo", "--days", "7", "--seed", "42")
+    run("seed_demo", "--days", "3", "--seed", "42")
     with pytest.raises(CommandError, match="--days"):
         run("seed_demo", "--days", "0")
 

@@ -1,0 +1,118 @@
+"""`manage.py seed_demo [--days 90] [--seed N] [--password PW]`: the demo, idempotently.
+
+Accounts (plans, the `demo` organization, its owner, a staff superuser, a fresh API key), the
+GPU pools `a100` and `l4` with rates and schedules, AI models with prices, and `--days` of
+uptime and job history with a realistic (~50%) idle share. Re-running duplicates nothing.
+"""
+
+from __future__ import annotations
+
+import os
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+from django.db import transaction
+
+from accounts.demo import (
+    ADMIN_EMAIL,
+    DEFAULT_PASSWORD,
+    DEMO_KEY_NAME,
+    DEMO_ORG_SLUG,
+    DEMO_PLAN,
+    DEMO_USER_EMAIL,
+    PASSWORD_ENV,
+    DemoAccounts,
+    seed_accounts,
+)
+from config.errors import ServiceError
+from generations.demo import DemoWorld, seed_world
+
+
+class Command(BaseCommand):
+    help = (
+        f"Create or update the demo data: the default plans, organization {DEMO_ORG_SLUG!r} on "
+        f"plan {DEMO_PLAN!r} owned by {DEMO_USER_EMAIL}, a superuser {ADMIN_EMAIL} and a "
+        f"fresh API key named {DEMO_KEY_NAME!r} (any previous one is revoked); GPU pools a100 "
+        "and l4 with rates and schedules; AI models with credit prices; and --days of uptime and "
+        "job history with a realistic (~50%%) idle share. Prints the URL, logins and key. "
+        "Idempotent: running it again duplicates nothing."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument(
+            "--days",
+            type=int,
+            default=90,
+            metavar="N",
+            help="Days of GPU uptime and job history to generate before today (default 90). "
+            "Generated once per --seed; later runs keep it.",
+        )
+        parser.add_argument(
+            "--seed",
+            type=int,
+            default=0,
+            metavar="N",
+            help="Random seed of the generated history, so runs are reproducible (default 0).",
+        )
+        parser.add_argument(
+            "--password",
+            metavar="PW",
+            help=f"Password of both demo logins (default: ${PASSWORD_ENV} or "
+            f"{DEFAULT_PASSWORD!r}). It is printed.",
+        )
+
+    def handle(self, *args, days: int, seed: int, password: str | None, **options):
+        if days < 1:
+            raise CommandError("--days must be at least 1.")
+        password = password or os.environ.get(PASSWORD_ENV) or DEFAULT_PASSWORD
+        try:
+            with transaction.atomic():
+                demo = self.seed(password=password, days=days, seed=seed)
+        except ServiceError as exc:
+            raise CommandError(exc.detail) from None
+        self.report(demo, password=password)
+
+    def seed(self, *, password: str, days: int, seed: int) -> DemoAccounts:
+        """Every seeding step, in one transaction."""
+        demo = seed_accounts(password=password)
+        self.world = seed_world(days=days, seed=seed)
+        return demo
+
+    def report(self, demo: DemoAccounts, *, password: str) -> None:
+        key = demo.raw_api_key
+        plan = demo.plan
+        base_url = settings.SITE_URL.rstrip("/")
+        lines = [
+            "",
+            "Demo data is ready.",
+            "",
+            f"  URL            {base_url}",
+            f"  Customer login {DEMO_USER_EMAIL} / {password}",
+            f"                 owner of organization {demo.organization.slug!r} (plan {plan.name})",
+            f"  Admin login    {ADMIN_EMAIL} / {password}   ({base_url}/admin/)",
+            f"  API key        {key}",
+            f"                 named {DEMO_KEY_NAME!r}; shown only now, earlier demo keys "
+            "are revoked",
+            "",
+            self._world_lines(),
+            "  Try the API:",
+            f"  curl -H 'Authorization: Bearer {key}' {base_url}/api/v1/organization/",
+            "",
+        ]
+        self.stdout.write("\n".join(lines))
+
+    def _world_lines(self) -> str:
+        world: DemoWorld = self.world
+        pools = ", ".join(p.slug for p in world.pools)
+        models = ", ".join(m.slug for m in world.models)
+        history = (
+            f"generated {world.runs:,} GPU runs and {world.uptime_intervals:,} uptime intervals"
+            if world.history_created
+            else "history already present (kept)"
+        )
+        return (
+            f"  GPU pools      {pools}\n"
+            f"  Models         {models}\n"
+            f"  History        {history}\n"
+            "  Unit costs     .venv/bin/python manage.py unit_costs --start <date> --end <date>\n"
+        )
