@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+import psycopg
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Sum
@@ -101,6 +102,23 @@ def _ts(value: datetime):
     return connection.ops.adapt_datetimefield_value(value)
 
 
+def _fetchone(sql: str, params):
+    """Run one statement of the hot path and return its first row.
+
+    On PostgreSQL the statement is prepared on the connection (server-side binding), so the
+    planner runs once per connection instead of on every call — the hold statement spends as
+    long in planning as in execution otherwise. Errors are Django's (IntegrityError…).
+    """
+    if connection.vendor == "postgresql" and settings.CREDITS_PREPARED_STATEMENTS:
+        connection.ensure_connection()
+        with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
+            cursor.execute(sql, params, prepare=True)
+            return cursor.fetchone()
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchone()
+
+
 def _move_account(
     account_id: int,
     *,
@@ -120,9 +138,7 @@ def _move_account(
         sql += " AND balance - held - CAST(%s AS NUMERIC) >= -overage_limit"
         params.append(require_available)
     sql += " RETURNING balance, held, version"
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        row = cursor.fetchone()
+    row = _fetchone(sql, params)
     if row is None:
         return None
     return _Posted(to_credits(row[0]), to_credits(row[1]), int(row[2]))
@@ -423,25 +439,23 @@ def _pg_hold_draw_and_record(
     api_key,
     metadata: dict,
 ) -> CreditHold:
-    with connection.cursor() as cursor:
-        cursor.execute(
-            _PG_HOLD_SQL,
-            {
-                "account": account_id,
-                "now": now,
-                "amount": amount,
-                "key": key,
-                "api_key": api_key.pk if api_key is not None else None,
-                "metadata": json.dumps(metadata),
-                "expires_at": expires_at,
-                "sequence": posted.version,
-                "balance": posted.balance,
-                "held": posted.held,
-                "entry_key": f"hold:{key}",
-                "reason": str(metadata.get("description", ""))[:500],
-            },
-        )
-        hold_id, unfunded = cursor.fetchone()
+    hold_id, unfunded = _fetchone(
+        _PG_HOLD_SQL,
+        {
+            "account": account_id,
+            "now": now,
+            "amount": amount,
+            "key": key,
+            "api_key": api_key.pk if api_key is not None else None,
+            "metadata": json.dumps(metadata),
+            "expires_at": expires_at,
+            "sequence": posted.version,
+            "balance": posted.balance,
+            "held": posted.held,
+            "entry_key": f"hold:{key}",
+            "reason": str(metadata.get("description", ""))[:500],
+        },
+    )
     return CreditHold(
         pk=hold_id,
         account_id=account_id,
@@ -650,9 +664,7 @@ FROM h, e
 
 def _pg_capture_full(hold_id: int, *, now: datetime, actor) -> CreditHold | None:
     actor_id = actor.pk if actor is not None and actor.is_authenticated else None
-    with connection.cursor() as cursor:
-        cursor.execute(_PG_CAPTURE_SQL, {"hold": hold_id, "now": now, "actor": actor_id})
-        row = cursor.fetchone()
+    row = _fetchone(_PG_CAPTURE_SQL, {"hold": hold_id, "now": now, "actor": actor_id})
     if row is None:
         return None
     pk, account_id, key, amount, unfunded, api_key_id, metadata, expires_at, created_at = row
@@ -883,3 +895,60 @@ def overage_settle(
             return entry
     except IntegrityError:
         return _replayed(record.account_id, key, kind=EntryKind.OVERAGE, amount=record.credits)
+
+
+def grant_clawback(
+    *,
+    grant: CreditGrant,
+    amount,
+    idempotency_key: str,
+    reason: str,
+    actor=None,
+    now: datetime | None = None,
+) -> LedgerEntry:
+    """Take `amount` back for one grant (a refunded purchase): what the grant still holds is
+    taken from it; the rest (credits already spent) becomes unfunded (a negative balance, billed
+    like overage). One adjustment entry, never refused; replaying the key moves nothing."""
+    amount = parse_credits(amount)
+    reason = (reason or "").strip()
+    if not reason:
+        raise ValidationError("A clawback needs a reason.", errors={"reason": ["Required."]})
+    now = _now(now)
+    try:
+        with transaction.atomic():
+            posted = _move_account(
+                grant.account_id, balance_delta=-amount, held_delta=ZERO, now=now
+            )
+            if posted is None:
+                raise NotFound("No such credit account.")
+            # The account row is locked: the grant's `remaining` can't move under us.
+            remaining = to_credits(
+                CreditGrant.objects.values_list("remaining", flat=True).get(pk=grant.pk)
+            )
+            taken = min(amount, remaining)
+            moves: list[tuple[int | None, Decimal]] = []
+            if taken > 0:
+                moves.append((grant.pk, -taken))
+                with connection.cursor() as cursor:
+                    _add_to_grants(cursor, moves)
+            if amount > taken:
+                moves.append((None, -(amount - taken)))
+            entry = _entry(
+                grant.account_id,
+                posted,
+                kind=EntryKind.ADJUSTMENT,
+                amount=amount,
+                balance_delta=-amount,
+                held_delta=ZERO,
+                key=idempotency_key,
+                now=now,
+                grant_id=grant.pk,
+                actor=actor,
+                reason=reason,
+            )
+            _allocate(entry, moves)
+            return entry
+    except IntegrityError:
+        return _replayed(
+            grant.account_id, idempotency_key, kind=EntryKind.ADJUSTMENT, amount=amount
+        )
