@@ -42,3 +42,56 @@ def renew_subscriptions() -> int:
     if count:
         logger.info("renewed %d subscription(s)", count)
     return count
+
+
+# --- Billing (Stripe) -------------------------------------------------------------------------
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def billing_retry_failed_events() -> int:
+    """Process again webhook events that failed (e.g. arrived before the one they depend on),
+    with backoff, within the configured attempts and age."""
+    from credits.billing import webhooks
+
+    count = webhooks.retry_failed()
+    if count:
+        logger.info("processed %d failed stripe event(s)", count)
+    return count
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def billing_invoice_overages() -> int:
+    """Turn each open overage record into one Stripe invoice (idempotent per record)."""
+    from credits.billing import overage
+
+    count = overage.invoice_open_overages()
+    if count:
+        logger.info("invoiced %d overage record(s)", count)
+    return count
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def billing_balance_watch() -> int:
+    """Auto top-ups and low-balance alerts of every organization that has them on."""
+    from credits.billing import topup
+
+    return topup.balance_watch()
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def billing_balance_check(organization_id: int) -> None:
+    """One organization's auto top-up and low-balance alert (queued after spending)."""
+    from credits.billing import topup
+
+    topup.balance_check(organization_id=organization_id)
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def billing_downgrade_past_due() -> int:
+    """Subscriptions past due beyond the grace period fall back to the free plan."""
+    from credits.billing import subscriptions
+
+    count = subscriptions.downgrade_past_due()
+    if count:
+        logger.info("downgraded %d past-due subscription(s) to free", count)
+    return count

@@ -37,6 +37,11 @@ def test_beat_schedule_runs_each_task_at_its_interval():
         "credits.tasks.expire_grants": 300.0,
         "credits.tasks.release_stale_holds": 60.0,
         "credits.tasks.renew_subscriptions": 300.0,
+        # Billing (credits.billing): see tests/billing.
+        "credits.tasks.billing_retry_failed_events": 120.0,
+        "credits.tasks.billing_invoice_overages": 600.0,
+        "credits.tasks.billing_balance_watch": 60.0,
+        "credits.tasks.billing_downgrade_past_due": 3600.0,
     }
     from config.celery_app import app
 
