@@ -253,6 +253,12 @@ class Subscription(models.Model):
     )
     current_period_start = models.DateTimeField()
     current_period_end = models.DateTimeField()
+    billing_anchor = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="Periods start on this day of the month (clamped to shorter months), as "
+        "Stripe's billing cycle anchor: Jan 31 → Feb 28 → Mar 31.",
+    )
     cancel_at_period_end = models.BooleanField(default=False)
     stripe_customer_id = models.CharField(max_length=255, blank=True, db_index=True)
     stripe_subscription_id = models.CharField(max_length=255, blank=True, db_index=True)

@@ -185,6 +185,7 @@ def subscription_start(
             "status": SubscriptionStatus.ACTIVE,
             "current_period_start": now,
             "current_period_end": add_months(now, 1),
+            "billing_anchor": now,
             "cancel_at_period_end": False,
             **({"stripe_customer_id": stripe_customer_id} if stripe_customer_id else {}),
             **(
@@ -211,19 +212,33 @@ def subscription_start(
 
 @transaction.atomic
 def subscription_advance_period(
-    *, subscription: Subscription, now: datetime | None = None
+    *,
+    subscription: Subscription,
+    now: datetime | None = None,
+    period_start: datetime | None = None,
+    period_end: datetime | None = None,
 ) -> Subscription | None:
     """Renew: the period that ended becomes the previous one and a new monthly period opens
     (skipping whole periods missed while nothing ran, so credits are granted once, for the
-    period containing `now`). Returns None when the period has not ended yet. Idempotent."""
+    period containing `now`). Periods follow the billing anchor's day of the month; a caller
+    that knows the exact bounds (Stripe's invoice) passes them. Returns None when the period
+    has not ended yet. Idempotent."""
     now = now or timezone.now()
     sub = Subscription.objects.select_for_update().select_related("plan").get(pk=subscription.pk)
     if sub.current_period_end > now:
         return None
     previous_start, previous_end = sub.current_period_start, sub.current_period_end
-    start, end = previous_end, add_months(previous_end, 1)
-    while end <= now:
-        start, end = end, add_months(end, 1)
+    if period_start is not None and period_end is not None:
+        if period_end <= period_start:
+            raise ValidationError("A period must end after it starts.")
+        start, end = period_start, period_end
+    else:
+        anchor = sub.billing_anchor or previous_start
+        months = 0
+        while add_months(anchor, months + 1) <= max(now, previous_end):
+            months += 1
+        start, end = add_months(anchor, months), add_months(anchor, months + 1)
+        start = max(start, previous_end)
     sub.current_period_start, sub.current_period_end = start, end
     sub.save(update_fields=["current_period_start", "current_period_end", "updated_at"])
     audit_record(

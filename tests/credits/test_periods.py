@@ -165,3 +165,21 @@ def test_stripe_managed_paid_subscriptions_are_not_renewed_by_the_beat_task(star
     sub.save(update_fields=["stripe_subscription_id"])
     assert subscriptions_renew_due(now=after_period(starter)) == 0
     assert CreditGrant.objects.filter(source="plan").count() == 1
+
+
+def test_periods_keep_the_billing_anchor_day_through_short_months():
+    from datetime import UTC, datetime
+
+    from accounts.models import Plan
+    from accounts.services import subscription_advance_period, subscription_start
+    from tests.factories import make_org
+
+    org = make_org(plan="starter")
+    jan31 = datetime(2026, 1, 31, 12, 0, tzinfo=UTC)
+    sub = subscription_start(organization=org, plan=Plan.objects.get(slug="starter"), now=jan31)
+    ends = []
+    for _ in range(3):
+        sub = subscription_advance_period(subscription=sub, now=sub.current_period_end)
+        ends.append(sub.current_period_end.date().isoformat())
+    assert ends == ["2026-03-31", "2026-04-30", "2026-05-31"]
+    assert sub.current_period_start.date().isoformat() == "2026-04-30"
