@@ -1,5 +1,6 @@
 from django.contrib import admin
 from django.urls import include, path
+from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from config.api.views import ProblemTypeView, healthz
@@ -8,7 +9,6 @@ api_v1 = [
     path("", include("accounts.api.urls")),
     path("", include("credits.api.urls")),
     path("", include("generations.api.urls")),
-    path("", include("infra_costs.api.urls")),
 ]
 
 urlpatterns = [
@@ -21,5 +21,11 @@ urlpatterns = [
     path("credits/", include("credits.urls")),
     path("stripe/", include("credits.billing.urls")),
     path("generate/", include("generations.urls")),
+    # Stripe Checkout/Portal return URLs and emails point here.
+    path(
+        "billing/",
+        RedirectView.as_view(pattern_name="credits:billing", query_string=True),
+        name="billing",
+    ),
     path("", include("accounts.urls")),
 ]

@@ -192,7 +192,12 @@ def subscription_change_plan(*, organization: Organization, plan: Plan, actor) -
         subscription_id=subscription_id,
         price_id=plan.stripe_price_id,
         metadata={"organization": organization.slug, "plan": plan.slug},
-        idempotency_key=f"change:{subscription_id}:{plan.slug}:{timezone.now():%Y%m%d%H%M}",
+        # Changes each time a change is applied (updated_at moves), so up → down → up within a
+        # minute is three requests to Stripe, while a retried request stays one.
+        idempotency_key=(
+            f"change:{subscription_id}:{plan.slug}:"
+            f"{_subscription(organization).updated_at.timestamp():.6f}"
+        ),
     )
     audit_record(
         action="billing.plan_change_requested",
