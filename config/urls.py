@@ -9,6 +9,7 @@ api_v1 = [
     path("", include("accounts.api.urls")),
     path("", include("credits.api.urls")),
     path("", include("generations.api.urls")),
+    path("", include("infra_costs.api.urls")),
 ]
 
 urlpatterns = [

@@ -166,6 +166,13 @@ class GpuRun(models.Model):
         indexes = [
             models.Index(fields=["pool", "finished_at"], name="run_pool_finished"),
             models.Index(fields=["node", "started_at"], name="run_node_started"),
+            # The unit-cost engine's one pass over a period's runs: per node, newest finish
+            # first, without touching the table (index-only scan; see infra_costs.allocation).
+            models.Index(
+                fields=["node", "-finished_at"],
+                include=["started_at", "status", "model_slug", "pool"],
+                name="run_node_finished_cover",
+            ),
         ]
         constraints = [
             models.CheckConstraint(

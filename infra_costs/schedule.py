@@ -1,0 +1,113 @@
+"""Planned uptime from a pool's schedule set-points, for periods in which it has no uptime.
+
+At each firing of a set-point's cron expression (in its time zone) the pool's size becomes its
+`node_count`; the size when the period starts is that of the last firing before it (0 when
+nothing ever fired). Set-points firing at the same instant apply in id order (the last wins).
+
+The size over time becomes planned uptime per *rank*: rank r is up while the size is ≥ r. Rank
+r is played by the pool's r-th node by name (so jobs on it are inside planned uptime); ranks
+beyond the pool's known nodes get synthetic negative node ids.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from croniter import croniter
+
+from config.errors import ValidationError
+from infra_costs.models import Node, NodePool, ScheduleSetPoint
+
+MAX_FIRINGS = 500_000
+SYNTHETIC_BASE = 1_000_000
+
+
+@dataclass(frozen=True)
+class PlannedInterval:
+    node_id: int
+    pool_id: int
+    started_at: datetime
+    ended_at: datetime
+
+
+def _tz(name: str, fallback: str) -> ZoneInfo:
+    for candidate in (name, fallback, "UTC"):
+        try:
+            return ZoneInfo(candidate or "UTC")
+        except (ZoneInfoNotFoundError, ValueError):
+            continue
+    return ZoneInfo("UTC")
+
+
+def pool_sizes(
+    set_points: list[ScheduleSetPoint], start_at: datetime, end_at: datetime, pool_tz: str = "UTC"
+) -> list[tuple[datetime, int]]:
+    """The pool's size as a step function over [start_at, end_at): [(t, size), …], the first
+    at start_at, each following one where the size changes."""
+    initial: tuple[datetime, int, int] | None = None  # (time, set-point id, count)
+    events: list[tuple[datetime, int, int]] = []
+    for sp in set_points:
+        if not croniter.is_valid(sp.cron):
+            raise ValidationError(f"Set-point {sp.pk} of pool {sp.pool_id}: bad cron {sp.cron!r}.")
+        tz = _tz(sp.timezone, pool_tz)
+        local_start = start_at.astimezone(tz)
+        try:
+            prev = croniter(sp.cron, local_start).get_prev(datetime)
+        except (StopIteration, ValueError, KeyError):  # never fires before the period
+            prev = None
+        if prev is not None:
+            candidate = (prev, sp.pk, sp.node_count)
+            if initial is None or candidate[:2] > initial[:2]:
+                initial = candidate
+        it = croniter(sp.cron, local_start - timedelta(seconds=1))
+        while True:
+            try:
+                t = it.get_next(datetime)
+            except (StopIteration, ValueError, KeyError):
+                break
+            if t >= end_at:
+                break
+            events.append((t, sp.pk, sp.node_count))
+            if len(events) > MAX_FIRINGS:
+                raise ValidationError("The schedule fires too often over this period.")
+    events.sort(key=lambda e: (e[0], e[1]))
+    size = initial[2] if initial else 0
+    steps = [(start_at, size)]
+    for t, _pk, count in events:
+        if t == steps[-1][0]:
+            steps[-1] = (t, count)
+        elif count != steps[-1][1]:
+            steps.append((t, count))
+    # Merge equal neighbours left by same-instant replacements.
+    merged: list[tuple[datetime, int]] = []
+    for t, count in steps:
+        if merged and merged[-1][1] == count:
+            continue
+        merged.append((t, count))
+    return merged
+
+
+def planned_uptime(pool: NodePool, start_at: datetime, end_at: datetime) -> list[PlannedInterval]:
+    set_points = list(pool.set_points.filter(active=True).order_by("id"))
+    if not set_points:
+        return []
+    steps = pool_sizes(set_points, start_at, end_at, pool.timezone)
+    nodes = list(Node.objects.filter(pool=pool).order_by("name").values_list("id", flat=True))
+    open_since: dict[int, datetime] = {}
+    out: list[PlannedInterval] = []
+
+    def node_id(rank: int) -> int:
+        if rank <= len(nodes):
+            return nodes[rank - 1]
+        return -(pool.pk * SYNTHETIC_BASE + rank)
+
+    for t, size in steps:
+        for rank in [r for r in open_since if r > size]:
+            out.append(PlannedInterval(node_id(rank), pool.pk, open_since.pop(rank), t))
+        for rank in range(1, size + 1):
+            open_since.setdefault(rank, t)
+    for rank, since in open_since.items():
+        out.append(PlannedInterval(node_id(rank), pool.pk, since, end_at))
+    return [iv for iv in out if iv.ended_at > iv.started_at]
