@@ -161,7 +161,7 @@ def seed_history(*, days: int, seed: int, end: datetime) -> tuple[int, int, bool
                 while t < up_to:
                     hour = t.hour
                     # Busier in the working day; nights and the extra day nodes sit idle.
-                    demand = 0.75 if 9 <= hour < 18 else 0.35 if 7 <= hour < 23 else 0.12
+                    demand = 0.9 if 9 <= hour < 18 else 0.42 if 7 <= hour < 23 else 0.15
                     demand *= 0.6 + 0.8 * rng.random() / max(1, rank * 0.7)
                     model = rng.choices(models, weights)[0]
                     mean, sigma = model[4], model[5]
