@@ -22,6 +22,8 @@ urlpatterns = [
     path("credits/", include("credits.urls")),
     path("stripe/", include("credits.billing.urls")),
     path("generate/", include("generations.urls")),
+    path("staff/costs/", include("infra_costs.urls")),
+    path("staff/pricing/", include("generations.staff_views")),
     # Stripe Checkout/Portal return URLs and emails point here.
     path(
         "billing/",

@@ -12,11 +12,13 @@ Jobs are read-only (with their status log inline); "Cancel selected queued jobs"
 from __future__ import annotations
 
 import uuid
+from decimal import Decimal
 
 import jsonschema
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.widgets import AdminSplitDateTime
+from django.http import HttpResponseRedirect
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
@@ -25,7 +27,7 @@ from accounts.services import audit_record
 from config.errors import ServiceError
 from credits.money import CREDIT_PLACES, parse_credits
 from generations import services
-from generations.models import AIModel, CreditRate, Job, JobEvent, JobStatus
+from generations.models import AIModel, CreditRate, Job, JobEvent, JobStatus, PricingPolicy
 
 # --- Models and prices --------------------------------------------------------------------------
 
@@ -398,3 +400,81 @@ class JobAdmin(admin.ModelAdmin):
             self.message_user(
                 request, f"Skipped {skipped} job(s) that were no longer queued.", messages.WARNING
             )
+
+
+# --- Pricing policy -----------------------------------------------------------------------------
+
+
+@admin.register(PricingPolicy)
+class PricingPolicyAdmin(admin.ModelAdmin):
+    """The one pricing policy (spec §3): never deleted, added only while there is none (the
+    list goes straight to it). Changes record who made them and an audit event with the
+    before and after values. Suggestions are on the staff pricing page and `suggest_prices`."""
+
+    fields = ("credit_value_usd", "target_margin", "min_credits", "step", "example", "updated")
+    readonly_fields = ("example", "updated")
+    POLICY_FIELDS = ("credit_value_usd", "target_margin", "min_credits", "step")
+
+    def has_add_permission(self, request) -> bool:
+        return super().has_add_permission(request) and not PricingPolicy.objects.exists()
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+    def changelist_view(self, request, extra_context=None):
+        if not self.has_view_or_change_permission(request):
+            return super().changelist_view(request, extra_context)
+        policy = PricingPolicy.load()
+        return HttpResponseRedirect(
+            reverse("admin:generations_pricingpolicy_change", args=[policy.pk])
+        )
+
+    @admin.display(description="last change")
+    def updated(self, obj: PricingPolicy) -> str:
+        if obj.pk is None:
+            return "—"
+        who = obj.updated_by.email if obj.updated_by else "defaults"
+        return f"{timezone.localtime(obj.updated_at):%Y-%m-%d %H:%M} by {who}"
+
+    @admin.display(description="what it means")
+    def example(self, obj: PricingPolicy) -> str:
+        from generations import pricing
+
+        valid = (
+            obj.credit_value_usd is not None
+            and obj.credit_value_usd > 0
+            and obj.target_margin is not None
+            and 0 <= obj.target_margin < 1
+            and (obj.step or 0) > 0
+            and obj.min_credits is not None
+        )
+        if obj.pk is None or not valid:
+            return "—"
+        cost = Decimal("0.05")
+        credits = pricing.suggested_credits(cost, obj)
+        return format_html(
+            "A generation costing {} USD fully loaded is priced {} credits ({} USD). "
+            'Per-model suggestions: <a href="{}">staff pricing page</a>.',
+            cost,
+            credits.normalize(),
+            (credits * obj.credit_value_usd).normalize(),
+            reverse("staff_pricing:index"),
+        )
+
+    def save_model(self, request, obj, form, change):
+        before = {}
+        if change and obj.pk:
+            old = PricingPolicy.objects.filter(pk=obj.pk).values(*self.POLICY_FIELDS).first()
+            before = old or {}
+        obj.updated_by = request.user
+        super().save_model(request, obj, form, change)
+        obj.refresh_from_db()
+        diff = {
+            name: {
+                "from": f"{before[name]:f}" if name in before else None,
+                "to": f"{getattr(obj, name):f}",
+            }
+            for name in self.POLICY_FIELDS
+            if before.get(name) != getattr(obj, name)
+        }
+        audit_record(action="pricing_policy.changed", actor=request.user, target=obj, data=diff)

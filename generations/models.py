@@ -10,7 +10,7 @@ import uuid
 from decimal import Decimal
 
 from django.conf import settings
-from django.core.validators import MinValueValidator
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import F, Q
 
@@ -227,3 +227,77 @@ class JobEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.job_id} → {self.status} at {self.at:%H:%M:%S}"
+
+
+class PricingPolicy(models.Model):
+    """How suggested credit prices are derived from unit costs (spec §3): one row, edited in
+    the admin. `suggested = max(min_credits, ceil_to_step(cost_per_generation_usd /
+    (1 − target_margin) / credit_value_usd))` — see `generations.pricing`."""
+
+    SINGLETON_ID = 1
+
+    credit_value_usd = models.DecimalField(
+        **USD_DECIMALS,
+        default=Decimal("0.01"),
+        validators=[MinValueValidator(Decimal("0.000001"))],
+        help_text="What one credit is worth in USD (list price of a credit).",
+    )
+    target_margin = models.DecimalField(
+        max_digits=7,
+        decimal_places=6,
+        default=Decimal("0.40"),
+        validators=[MinValueValidator(Decimal(0)), MaxValueValidator(Decimal("0.999999"))],
+        help_text="Gross margin the price should leave over the fully loaded cost, as a "
+        "fraction: 0.40 = 40 % (0 ≤ margin < 1).",
+    )
+    min_credits = models.DecimalField(
+        **CREDIT_DECIMALS,
+        default=Decimal(1),
+        validators=[MinValueValidator(Decimal("0.001"))],
+        help_text="No suggested price is lower than this.",
+    )
+    step = models.DecimalField(
+        **CREDIT_DECIMALS,
+        default=Decimal(1),
+        validators=[MinValueValidator(Decimal("0.001"))],
+        help_text="Suggested prices are rounded up to a multiple of this (1 = whole credits).",
+    )
+    updated_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "pricing policy"
+        verbose_name_plural = "pricing policy"
+        constraints = [
+            models.CheckConstraint(condition=Q(id=1), name="pricing_policy_singleton"),
+            models.CheckConstraint(
+                condition=Q(credit_value_usd__gt=0), name="pricing_policy_credit_value_positive"
+            ),
+            models.CheckConstraint(
+                condition=Q(target_margin__gte=0, target_margin__lt=1),
+                name="pricing_policy_margin_range",
+            ),
+            models.CheckConstraint(
+                condition=Q(min_credits__gt=0), name="pricing_policy_min_credits_positive"
+            ),
+            models.CheckConstraint(condition=Q(step__gt=0), name="pricing_policy_step_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return (
+            f"1 credit = ${self.credit_value_usd.normalize():f}, margin "
+            f"{(self.target_margin * 100).normalize():f} %, min {self.min_credits.normalize():f}, "
+            f"step {self.step.normalize():f}"
+        )
+
+    def save(self, *args, **kwargs):
+        self.pk = self.SINGLETON_ID  # there is only ever one
+        super().save(*args, **kwargs)
+
+    @classmethod
+    def load(cls) -> PricingPolicy:
+        """The policy row (created with the defaults the first time)."""
+        policy, _ = cls.objects.get_or_create(pk=cls.SINGLETON_ID)
+        return policy
