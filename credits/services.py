@@ -175,7 +175,12 @@ def spend_authorize(
         plan = organization.subscription.plan
     except Subscription.DoesNotExist:
         raise NotFound("This organization has no subscription.") from None
-    account = account_for(organization=organization)
+    # Lock the account first (one statement): concurrent submissions of one organization then
+    # see each other's holds when counting.
+    account = CreditAccount.objects.select_for_update().filter(organization=organization).first()
+    if account is None:
+        account = account_for(organization=organization)
+        CreditAccount.objects.select_for_update().filter(pk=account.pk).first()
     existing = CreditHold.objects.filter(account=account, key=key).first()
     if existing is not None:  # a replay: no quota applies, no second hold
         if existing.amount != amount:
@@ -193,7 +198,6 @@ def spend_authorize(
                 f"Rate limit of {plan.api_rate_limit_per_min} requests per minute exceeded.",
                 headers={"Retry-After": str(reset)},
             )
-    CreditAccount.objects.select_for_update().filter(pk=account.pk).first()
     if plan.daily_generation_cap is not None:
         if daily_count is None:
             day_start = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)

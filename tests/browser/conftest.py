@@ -64,3 +64,25 @@ def browser_page():
             os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
         else:
             os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
+
+
+@pytest.fixture(autouse=True)
+def _reference_data(request):
+    """Transactional tests start from an empty database (flushed by the test before), so
+    re-create what the data migrations create: the default plans and credit packs. (Django's
+    serialized_rollback would do it too, but clashes with the content types other
+    transactional tests' flush re-creates.)"""
+    if "transactional_db" not in request.fixturenames and not request.node.get_closest_marker(
+        "django_db"
+    ):
+        return
+    request.getfixturevalue("transactional_db")
+    import importlib
+
+    from accounts.services import plans_ensure_defaults
+    from credits.models import CreditPack
+
+    plans_ensure_defaults()
+    packs = importlib.import_module("credits.migrations.0004_default_credit_packs").PACKS
+    for fields in packs:
+        CreditPack.objects.get_or_create(slug=fields["slug"], defaults=fields)

@@ -24,7 +24,7 @@ from tests.factories import UserFactory, make_org
 
 pytestmark = [
     pytest.mark.browser,
-    pytest.mark.django_db(transaction=True, serialized_rollback=True),
+    pytest.mark.django_db(transaction=True),
 ]
 
 SCREENSHOT_DIR = os.environ.get("UI_SCREENSHOT_DIR", "/tmp")

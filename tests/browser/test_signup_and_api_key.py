@@ -11,9 +11,8 @@ import pytest
 
 pytestmark = [
     pytest.mark.browser,
-    # live_server needs committed data; serialized_rollback restores the plans the data
-    # migration created, which the flush after a transactional test would otherwise lose.
-    pytest.mark.django_db(transaction=True, serialized_rollback=True),
+    # live_server needs committed data (plans and packs: tests/browser/conftest.py).
+    pytest.mark.django_db(transaction=True),
 ]
 
 SCREENSHOT_DIR = os.environ.get("UI_SCREENSHOT_DIR", "/tmp")

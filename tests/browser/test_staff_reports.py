@@ -14,7 +14,7 @@ from django.utils import timezone
 
 pytestmark = [
     pytest.mark.browser,
-    pytest.mark.django_db(transaction=True, serialized_rollback=True),
+    pytest.mark.django_db(transaction=True),
 ]
 
 SCREENSHOT_DIR = os.environ.get("UI_SCREENSHOT_DIR", "/tmp")
@@ -104,10 +104,10 @@ def test_staff_cost_report_and_pricing(live_server, browser_page):
     ]
 
     # Pricing: a model priced far below cost is flagged; apply its suggestion.
-    sdxl = AIModel.objects.get(slug="sdxl")
-    services.rate_set(model=sdxl, credits="1", reason="launch promo", actor=None)
+    video = AIModel.objects.get(slug="wan-video")  # ~$0.4 per generation
+    services.rate_set(model=video, credits="1", reason="launch promo", actor=None)
     page.goto(f"{base}/staff/pricing/?start={start}&end={end}")
-    row = page.locator("#model-sdxl")
+    row = page.locator("#model-wan-video")
     expect(row.locator('[data-flag="below-cost"]')).to_be_visible()
     page.screenshot(path=f"{SCREENSHOT_DIR}/ui-staff-pricing-desktop.png", full_page=True)
     page.set_viewport_size(PHONE)
@@ -115,8 +115,8 @@ def test_staff_cost_report_and_pricing(live_server, browser_page):
     page.set_viewport_size(DESKTOP)
     row.locator("summary").click()
     expect(row.locator("textarea[name=reason]")).not_to_have_value("")
-    row.get_by_role("button", name="Set sdxl to").click()
-    expect(page.locator(".alert-success")).to_contain_text("sdxl now costs")
-    rate = services.rate_current(model=sdxl)
+    row.get_by_role("button", name="Set wan-video to").click()
+    expect(page.locator(".alert-success")).to_contain_text("wan-video now costs")
+    rate = services.rate_current(model=video)
     assert rate.set_by == staff and rate.credits > 1
-    expect(page.locator("#model-sdxl [data-flag='below-cost']")).to_have_count(0)
+    expect(page.locator("#model-wan-video [data-flag='below-cost']")).to_have_count(0)
