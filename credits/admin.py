@@ -684,19 +684,31 @@ class CreditPackAdmin(admin.ModelAdmin):
         )
 
 
-class PastDueFilter(admin.SimpleListFilter):
-    title = "past due"
-    parameter_name = "past_due"
+def set_or_unset_filter(*, field: str, parameter: str, title: str, yes: str, no: str):
+    """A list filter on whether a nullable field is set ("yes") or not ("no")."""
 
-    def lookups(self, request, model_admin):
-        return (("yes", "Past due"), ("no", "In good standing"))
+    class SetOrUnsetFilter(admin.SimpleListFilter):
+        parameter_name = parameter
 
-    def queryset(self, request, queryset):
-        if self.value() == "yes":
-            return queryset.filter(past_due_since__isnull=False)
-        if self.value() == "no":
-            return queryset.filter(past_due_since__isnull=True)
-        return queryset
+        def lookups(self, request, model_admin):
+            return (("yes", yes), ("no", no))
+
+        def queryset(self, request, queryset):
+            if self.value() in ("yes", "no"):
+                return queryset.filter(**{f"{field}__isnull": self.value() == "no"})
+            return queryset
+
+    SetOrUnsetFilter.title = title
+    return SetOrUnsetFilter
+
+
+PastDueFilter = set_or_unset_filter(
+    field="past_due_since",
+    parameter="past_due",
+    title="past due",
+    yes="Past due",
+    no="In good standing",
+)
 
 
 @admin.register(StripeCustomer)
@@ -981,19 +993,9 @@ class LowBalanceAlertAdmin(ReadOnlyMixin, admin.ModelAdmin):
         return _organization_link(obj.organization)
 
 
-class SentFilter(admin.SimpleListFilter):
-    title = "sent"
-    parameter_name = "sent"
-
-    def lookups(self, request, model_admin):
-        return (("yes", "Sent"), ("no", "Not sent"))
-
-    def queryset(self, request, queryset):
-        if self.value() == "yes":
-            return queryset.filter(sent_at__isnull=False)
-        if self.value() == "no":
-            return queryset.filter(sent_at__isnull=True)
-        return queryset
+SentFilter = set_or_unset_filter(
+    field="sent_at", parameter="sent", title="sent", yes="Sent", no="Not sent"
+)
 
 
 @admin.register(BillingEmail)
