@@ -205,23 +205,44 @@ class QuotaStatus:
     resets_at: object = None
 
 
+def quota_day_start(now):
+    """Daily caps reset at midnight UTC."""
+    from datetime import UTC
+
+    return now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def generations_today(*, account: CreditAccount, now) -> int:
+    """What the daily generation cap counts: holds placed since midnight UTC that are still
+    held or were charged (released ones — failures not the customer's, cancels — don't count)."""
+    from credits.models import HoldStatus
+
+    return CreditHold.objects.filter(
+        account=account,
+        created_at__gte=quota_day_start(now),
+        status__in=[HoldStatus.HELD, HoldStatus.CAPTURED],
+    ).count()
+
+
+def jobs_running(*, account: CreditAccount) -> int:
+    """What the concurrent-jobs cap counts: open holds (queued or running jobs)."""
+    from credits.models import HoldStatus
+
+    return CreditHold.objects.filter(account=account, status=HoldStatus.HELD).count()
+
+
 def quota_status(*, organization: Organization, now=None) -> list[QuotaStatus]:
     """Every plan limit with its current use, in the order submissions are checked."""
-    from datetime import UTC, timedelta
+    from datetime import timedelta
 
     from django.utils import timezone
-
-    from credits.models import HoldStatus
 
     now = now or timezone.now()
     plan = organization.subscription.plan
     account = account_get(organization=organization)
-    day_start = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-    holds = CreditHold.objects.filter(account=account) if account else CreditHold.objects.none()
-    today = holds.filter(
-        created_at__gte=day_start, status__in=[HoldStatus.HELD, HoldStatus.CAPTURED]
-    ).count()
-    running = holds.filter(status=HoldStatus.HELD).count()
+    day_start = quota_day_start(now)
+    today = generations_today(account=account, now=now) if account else 0
+    running = jobs_running(account=account) if account else 0
     return [
         QuotaStatus("api_access", 1 if plan.api_access else 0, None),
         QuotaStatus("api_rate_limit_per_min", plan.api_rate_limit_per_min, None),

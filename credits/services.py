@@ -3,7 +3,7 @@ overage close, quota-checked spending and manual adjustments with an audit trail
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.db import transaction
@@ -19,13 +19,12 @@ from config.errors import (
     QuotaExceeded,
     RateLimited,
 )
-from credits import ledger
+from credits import ledger, selectors
 from credits.models import (
     CreditAccount,
     CreditGrant,
     CreditHold,
     GrantSource,
-    HoldStatus,
     LedgerEntry,
     OverageRecord,
 )
@@ -200,12 +199,7 @@ def spend_authorize(
             )
     if plan.daily_generation_cap is not None:
         if daily_count is None:
-            day_start = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-            daily_count = CreditHold.objects.filter(
-                account=account,
-                created_at__gte=day_start,
-                status__in=[HoldStatus.HELD, HoldStatus.CAPTURED],
-            ).count()
+            daily_count = selectors.generations_today(account=account, now=now)
         if daily_count >= plan.daily_generation_cap:
             raise QuotaExceeded(
                 f"Daily generation cap of {plan.daily_generation_cap} reached; "
@@ -215,9 +209,7 @@ def spend_authorize(
             )
     if plan.max_concurrent_jobs is not None:
         if concurrent_count is None:
-            concurrent_count = CreditHold.objects.filter(
-                account=account, status=HoldStatus.HELD
-            ).count()
+            concurrent_count = selectors.jobs_running(account=account)
         if concurrent_count >= plan.max_concurrent_jobs:
             raise QuotaExceeded(
                 f"{plan.max_concurrent_jobs} concurrent job(s) allowed on the {plan.name} plan; "
