@@ -1,7 +1,7 @@
 # Build, run and test tooling. `make` alone lists the targets.
 #
 #   make run                      set everything up, then serve web + Celery worker + beat
-#   make test                     ruff + the whole pytest suite on PostgreSQL and Redis
+#   make test                     ruff + lint-imports + the whole pytest suite on PostgreSQL and Redis
 #   make test ARGS="-k ledger"    extra pytest arguments
 
 PYTHON ?= python3.11
@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv test run lint fmt migrate clean
+.PHONY: help venv test run lint fmt migrate manage clean
 
 help: ## list the targets
 	@echo "Targets:"
@@ -38,22 +38,26 @@ $(STAMP): pyproject.toml | $(VENV_PY)
 	$(VENV_PY) -m pip install --quiet --disable-pip-version-check ".[dev]"
 	@touch $(STAMP)
 
-test: venv ## run ruff and the whole test suite on PostgreSQL + Redis
+test: venv ## run ruff, lint-imports and the whole test suite on PostgreSQL + Redis
 	$(VENV_PY) scripts/run_tests.py $(ARGS)
 
 run: venv ## migrate, seed the demo, serve http://127.0.0.1:8000 with worker and beat
 	$(VENV_PY) scripts/run_dev.py
 
-lint: venv ## ruff check + ruff format --check
+lint: venv ## ruff check + ruff format --check + lint-imports (app boundaries)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
 
 fmt: venv ## ruff format + ruff check --fix
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-migrate: venv ## apply migrations to the configured database (SQLite under var/ by default)
-	$(VENV_PY) manage.py migrate
+migrate: venv ## apply migrations (to the embedded PostgreSQL under var/ unless DATABASE_URL is set)
+	$(VENV_PY) scripts/run_dev.py manage migrate
+
+manage: venv ## a manage.py command on make run's embedded servers: make manage ARGS="suggest_prices"
+	$(VENV_PY) scripts/run_dev.py manage $(ARGS)
 
 clean: ## remove everything under var/ except .gitkeep
 	find var -mindepth 1 -maxdepth 1 ! -name .gitkeep -exec rm -rf {} +

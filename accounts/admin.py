@@ -15,7 +15,7 @@ from django.contrib.auth.forms import UserChangeForm as DjangoUserChangeForm
 from django.db.models import Count
 from django.utils.translation import gettext_lazy as _
 
-from accounts import services
+from accounts import keys, services
 from accounts.models import (
     APIKey,
     AuditEvent,
@@ -390,7 +390,7 @@ class APIKeyAdmin(admin.ModelAdmin):
 
     @admin.display(description="key")
     def masked_key(self, obj: APIKey) -> str:
-        return f"{services.API_KEY_PREFIX}{obj.prefix}_…"
+        return f"{keys.API_KEY_PREFIX}{obj.prefix}_…"
 
     @admin.display(description="active", boolean=True)
     def is_active(self, obj: APIKey) -> bool:

@@ -1,7 +1,7 @@
 """Sets `request.organization` and `request.membership` for browser users.
 
 The active organization is kept in the session; users in several organizations switch it
-with the org switcher. API-key callers get theirs from the key (config.api.authentication).
+with the org switcher. API-key callers get theirs from the key (accounts.api.authentication).
 Both are None for anonymous requests.
 """
 

@@ -6,8 +6,9 @@ import hmac
 
 from django.db.models import QuerySet
 
+from accounts.keys import hash_api_key, split_api_key
 from accounts.models import APIKey, Membership, Organization, Plan, User
-from config.errors import NotFound
+from config.errors import NotFound, PermissionDenied
 
 
 def organizations_for_user(*, user: User) -> QuerySet[Organization]:
@@ -67,6 +68,18 @@ def membership_get(*, organization: Organization, membership_id: int) -> Members
         raise NotFound("No such member.") from None
 
 
+def api_access_check(*, organization: Organization) -> None:
+    """API keys work only on a plan with API access: PermissionDenied (reason `api_access`)
+    otherwise. The one place this rule lives (the API's permission class and
+    `credits.services.spend_authorize` both ask it)."""
+    plan = getattr(getattr(organization, "subscription", None), "plan", None)
+    if plan is None or not plan.api_access:
+        raise PermissionDenied(
+            "Your plan does not include API access. Upgrade to use API keys.",
+            reason="api_access",
+        )
+
+
 def api_key_list(*, organization: Organization) -> QuerySet[APIKey]:
     return APIKey.objects.filter(organization=organization).select_related("created_by")
 
@@ -80,8 +93,6 @@ def api_key_get(*, organization: Organization, key_id: int) -> APIKey:
 
 def api_key_from_raw(*, raw_key: str) -> APIKey | None:
     """The active key whose value is `raw_key`, or None. Compares digests in constant time."""
-    from accounts.services import hash_api_key, split_api_key
-
     parts = split_api_key(raw_key)
     if parts is None:
         return None

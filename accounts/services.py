@@ -8,7 +8,6 @@ grants a period's credits), so this module knows nothing above it.
 from __future__ import annotations
 
 import calendar
-import hashlib
 import importlib
 import secrets
 from datetime import datetime, timedelta
@@ -26,6 +25,7 @@ from django.utils.encoding import force_bytes
 from django.utils.http import urlsafe_base64_encode
 from django.utils.text import slugify
 
+from accounts.keys import API_KEY_PREFIX, hash_api_key
 from accounts.models import (
     APIKey,
     AuditEvent,
@@ -40,7 +40,6 @@ from accounts.models import (
 from accounts.signals import subscription_period_opened
 from config.errors import NotFound, PermissionDenied, ValidationError
 
-API_KEY_PREFIX = "gpuc_"
 FREE_PLAN_SLUG = "free"
 
 
@@ -499,22 +498,6 @@ def membership_ensure(
 
 
 # --- API keys ---------------------------------------------------------------------------------
-
-
-def hash_api_key(raw_key: str) -> str:
-    """SHA-256 of the whole key. Keys carry 256 bits of randomness, so a slow hash adds nothing
-    (as with GitHub and Stripe tokens) and lookups stay O(1) on the indexed prefix."""
-    return hashlib.sha256(raw_key.encode()).hexdigest()
-
-
-def split_api_key(raw_key: str) -> tuple[str, str] | None:
-    """`gpuc_<prefix>_<secret>` → (prefix, secret), or None when the shape is wrong."""
-    if not raw_key.startswith(API_KEY_PREFIX):
-        return None
-    prefix, sep, secret = raw_key[len(API_KEY_PREFIX) :].partition("_")
-    if not sep or len(prefix) != 8 or not secret:
-        return None
-    return prefix, secret
 
 
 @transaction.atomic

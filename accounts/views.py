@@ -8,8 +8,6 @@ followed by a redirect; htmx requests get the page fragment back instead.
 
 from __future__ import annotations
 
-from functools import wraps
-
 from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth import views as auth_views
@@ -20,11 +18,10 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse, reverse_lazy
 from django.utils.cache import add_never_cache_headers
-from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
-from accounts import selectors, services
+from accounts import keys, selectors, services
 from accounts.forms import (
     APIKeyCreateForm,
     EmailAuthenticationForm,
@@ -34,28 +31,17 @@ from accounts.forms import (
     OrganizationSwitchForm,
     RoleChangeForm,
     SignupForm,
-    add_service_errors,
 )
 from accounts.middleware import SESSION_KEY
 from accounts.models import Role
 from config.errors import NotFound, PermissionDenied, ValidationError
+from config.web.decorators import organization_required
+from config.web.forms import add_service_errors
+from config.web.http import safe_next
 
 # --- Helpers ----------------------------------------------------------------------------------
 
 ROLE_WITH_ARTICLE = {Role.OWNER: "an owner", Role.ADMIN: "an admin", Role.MEMBER: "a member"}
-
-
-def organization_required(view):
-    """Logged in and with an active organization; users without one are sent to create one."""
-
-    @wraps(view)
-    @login_required
-    def wrapped(request: HttpRequest, *args, **kwargs):
-        if getattr(request, "organization", None) is None:
-            return redirect("organization_create")
-        return view(request, *args, **kwargs)
-
-    return wrapped
 
 
 def _not_found(exc: NotFound) -> Http404:
@@ -75,15 +61,6 @@ def _subscription(organization):
 
 def _set_active_organization(request: HttpRequest, organization) -> None:
     request.session[SESSION_KEY] = organization.pk
-
-
-def _safe_next(request: HttpRequest, default: str) -> str:
-    target = request.POST.get("next") or request.GET.get("next")
-    if target and url_has_allowed_host_and_scheme(
-        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
-    ):
-        return target
-    return default
 
 
 # --- Sign up, log in, password reset ----------------------------------------------------------
@@ -186,7 +163,7 @@ def organization_switch(request: HttpRequest) -> HttpResponse:
         raise _not_found(exc) from exc
     _set_active_organization(request, organization)
     messages.info(request, f"Switched to {organization.name}.")
-    return redirect(_safe_next(request, reverse("dashboard")))
+    return redirect(safe_next(request, reverse("dashboard")))
 
 
 @organization_required
@@ -351,7 +328,7 @@ def _api_keys_context(request: HttpRequest, *, form: APIKeyCreateForm | None = N
         "plan": plan,
         "api_access": bool(plan and plan.api_access),
         "form": form if form is not None else (APIKeyCreateForm() if can_manage else None),
-        "key_prefix": services.API_KEY_PREFIX,
+        "key_prefix": keys.API_KEY_PREFIX,
     }
 
 

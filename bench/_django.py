@@ -56,10 +56,6 @@ def setup(url: str, *, migrate: bool = True) -> None:
     import django
 
     django.setup()
-    from django.db import connection
-
-    if connection.vendor != "postgresql":
-        raise SystemExit("The benchmark needs PostgreSQL: DATABASE_URL=postgres://…")
     if migrate:
         from django.core.management import call_command
 

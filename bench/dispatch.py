@@ -503,8 +503,7 @@ def fixtures(run_id: str, n_orgs: int = 1) -> Fixture:
 
     from accounts.models import Plan
     from accounts.services import api_key_create, organization_create
-    from credits import ledger
-    from credits.services import organization_grant
+    from credits.services import account_for, organization_grant
     from generations.models import AIModel, CreditRate
     from infra_costs.models import NodePool, PoolRate
 
@@ -559,7 +558,7 @@ def fixtures(run_id: str, n_orgs: int = 1) -> Fixture:
         )
         key, token = api_key_create(organization=org, name="bench dispatch", actor=None)
         fx.orgs.append(org)
-        fx.accounts.append(ledger.account_get_or_create(organization=org))
+        fx.accounts.append(account_for(organization=org))
         fx.api_keys.append(key)
         fx.tokens.append(token)
     return fx
@@ -712,6 +711,7 @@ def trace_phase(fx: Fixture, n: int) -> list[TraceResult]:
     from django.test import Client
 
     from generations import services
+    from generations.services import submission
 
     client = Client(HTTP_AUTHORIZATION=f"Bearer {fx.token}", HTTP_HOST=HOST)
     seeds = itertools.count(3_000_000_000)
@@ -732,7 +732,7 @@ def trace_phase(fx: Fixture, n: int) -> list[TraceResult]:
         trace_calls(f"POST {POST_PATH}", post, n),
         trace_calls(f"GET {GET_PATH}", get, n),
     ]
-    with mock.patch.object(services, "enqueue", return_value=True):
+    with mock.patch.object(submission, "enqueue", return_value=True):
         job_ids = [
             services.generation_submit(
                 organization=fx.org,
@@ -1355,7 +1355,7 @@ def main(argv: list[str] | None = None) -> int:
         "  The first round trip of each call is CONN_HEALTH_CHECKS' `SELECT 1` (armed by "
         "close_old_connections, as gunicorn's request_started does). Django's query log has "
         "BEGIN/SAVEPOINT/COMMIT but neither that SELECT 1 nor the ledger's prepared statements "
-        "(credits.ledger._fetchone runs them on a raw psycopg cursor)."
+        "(credits.ledger._core.execute runs them on a raw psycopg cursor)."
     )
 
     ratio, ratio_ok = report_ratio(rounds, args)

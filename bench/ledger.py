@@ -190,12 +190,13 @@ def service_hot_account():
 def service_spread_accounts(n: int) -> list:
     """N accounts, created set-based: organizations and accounts by bulk_create, then one SQL
     statement gives every new account a purchase grant with its grant entry and allocation,
-    exactly as grant_create would (balance, version 1, entry sequence 1), so every ledger
-    invariant holds. Reused by later runs."""
+    exactly as grant_create would (balance, version 1, entry sequence 1; the ledger's own
+    entry and allocation inserts), so every ledger invariant holds. Reused by later runs."""
     from django.db import connection, transaction
 
     from accounts.models import Organization
-    from credits.models import CreditAccount, CreditGrant, EntryAllocation, LedgerEntry
+    from credits.ledger._core import ALLOC_INSERT, ENTRY_INSERT  # the ledger's own inserts
+    from credits.models import CreditAccount, CreditGrant
 
     slugs = [f"{SPREAD_PREFIX}{i:05d}" for i in range(n)]
     with transaction.atomic():
@@ -220,7 +221,6 @@ def service_spread_accounts(n: int) -> list:
             .values_list("pk", flat=True)
         )
         a, g = CreditAccount._meta.db_table, CreditGrant._meta.db_table
-        e, al = LedgerEntry._meta.db_table, EntryAllocation._meta.db_table
         with connection.cursor() as cursor:
             cursor.execute(
                 f"""
@@ -234,14 +234,12 @@ def service_spread_accounts(n: int) -> list:
                     SELECT id, 'purchase', %s, %s, 40, NULL, NULL, 'bench setup', now()
                     FROM fresh RETURNING id, account_id, amount
                 ), e AS (
-                    INSERT INTO {e} (account_id, sequence, kind, amount, balance_delta, held_delta,
-                                     balance_after, held_after, grant_id, hold_id,
-                                     idempotency_key, actor_id, reason, created_at)
+                    {ENTRY_INSERT}
                     SELECT account_id, 1, 'grant', amount, amount, 0, amount, 0, id, NULL,
                            'bench-setup', NULL, 'purchase grant', now()
                     FROM g RETURNING id, account_id, grant_id, amount
                 ), al AS (
-                    INSERT INTO {al} (entry_id, account_id, grant_id, amount)
+                    {ALLOC_INSERT}
                     SELECT id, account_id, grant_id, amount FROM e
                 )
                 UPDATE {a} AS acc SET balance = g.amount, version = 1, updated_at = now()
@@ -887,9 +885,10 @@ def main(argv: list[str] | None = None) -> int:
         cursor.execute("SHOW server_version")
         pg_version = cursor.fetchone()[0]
     say(f"  PostgreSQL {pg_version}")
-    ledger_src = Path(ledger.__file__).read_bytes()
+    ledger_dir = Path(ledger.__file__).parent
+    ledger_src = b"".join(p.read_bytes() for p in sorted(ledger_dir.glob("*.py")))
     say(
-        f"  credits/ledger.py sha256 {hashlib.sha256(ledger_src).hexdigest()[:12]} "
+        f"  credits/ledger/*.py sha256 {hashlib.sha256(ledger_src).hexdigest()[:12]} "
         f"(the service code measured)"
     )
 

@@ -477,7 +477,8 @@ def _explain(period) -> None:
     """EXPLAIN ANALYZE of each statement of the SQL engine (by wrapping the cursor)."""
     from django.db import connection
 
-    from infra_costs import allocation
+    from infra_costs.allocation.sql import raw_aggregates
+    from infra_costs.allocation.windows import gather_inputs
 
     original = connection.cursor
 
@@ -509,8 +510,7 @@ def _explain(period) -> None:
 
     connection.cursor = lambda: Explaining(original())
     try:
-        inp = allocation.gather_inputs(period)
-        allocation._raw_sql(inp)
+        raw_aggregates(gather_inputs(period))
     finally:
         connection.cursor = original
 

@@ -54,8 +54,6 @@ def parse_credits(
 
 def to_credits(value) -> Decimal:
     """Quantize a value already known to be exact (e.g. read back from the database)."""
-    if isinstance(value, float):  # SQLite returns REAL; exact to 3 places at these magnitudes
-        value = repr(value)
     return Decimal(value).quantize(CREDIT_QUANTUM, rounding=ROUND_HALF_UP)
 
 

@@ -44,39 +44,38 @@ class Drift:
 
 
 # Each check returns rows (account_id, grant_id, entry_id, expected, actual) that disagree.
-# ROUND(…, 3) is the identity on PostgreSQL's numeric(18, 3); it only absorbs the binary
-# floating point SQLite (the `make run` demo database) does its arithmetic in.
+# Amounts are numeric(18, 3): exact, compared as they are.
 _CHECKS: dict[str, str] = {
     "balance == sum of posting entries": f"""
         SELECT a.id, NULL, NULL, COALESCE(e.s, 0), a.balance
         FROM {ACCOUNT} a
         LEFT JOIN (SELECT account_id, SUM(balance_delta) AS s FROM {ENTRY} GROUP BY account_id) e
                ON e.account_id = a.id
-        WHERE ROUND(a.balance, 3) <> ROUND(COALESCE(e.s, 0), 3) {{accounts_a}}""",
+        WHERE a.balance <> COALESCE(e.s, 0) {{accounts_a}}""",
     "held == sum of open holds": f"""
         SELECT a.id, NULL, NULL, COALESCE(h.s, 0), a.held
         FROM {ACCOUNT} a
         LEFT JOIN (SELECT account_id, SUM(amount) AS s FROM {HOLD}
                    WHERE status = 'held' GROUP BY account_id) h ON h.account_id = a.id
-        WHERE ROUND(a.held, 3) <> ROUND(COALESCE(h.s, 0), 3) {{accounts_a}}""",
+        WHERE a.held <> COALESCE(h.s, 0) {{accounts_a}}""",
     "held == sum of hold/release/capture entries": f"""
         SELECT a.id, NULL, NULL, COALESCE(e.s, 0), a.held
         FROM {ACCOUNT} a
         LEFT JOIN (SELECT account_id, SUM(held_delta) AS s FROM {ENTRY} GROUP BY account_id) e
                ON e.account_id = a.id
-        WHERE ROUND(a.held, 3) <> ROUND(COALESCE(e.s, 0), 3) {{accounts_a}}""",
+        WHERE a.held <> COALESCE(e.s, 0) {{accounts_a}}""",
     "grant remaining == sum of its allocations": f"""
         SELECT g.account_id, g.id, NULL, COALESCE(x.s, 0), g.remaining
         FROM {GRANT} g
         LEFT JOIN (SELECT grant_id, SUM(amount) AS s FROM {ALLOC}
                    WHERE grant_id IS NOT NULL GROUP BY grant_id) x ON x.grant_id = g.id
-        WHERE ROUND(g.remaining, 3) <> ROUND(COALESCE(x.s, 0), 3) {{accounts_g}}""",
+        WHERE g.remaining <> COALESCE(x.s, 0) {{accounts_g}}""",
     "available == grants remaining - unfunded": f"""
         SELECT a.id, NULL, NULL, COALESCE(x.s, 0), a.balance - a.held
         FROM {ACCOUNT} a
         LEFT JOIN (SELECT account_id, SUM(amount) AS s FROM {ALLOC} GROUP BY account_id) x
                ON x.account_id = a.id
-        WHERE ROUND(a.balance - a.held, 3) <> ROUND(COALESCE(x.s, 0), 3) {{accounts_a}}""",
+        WHERE a.balance - a.held <> COALESCE(x.s, 0) {{accounts_a}}""",
     "entry chain (balance_after/held_after follow the deltas)": f"""
         SELECT account_id, NULL, id, expected, actual FROM (
             SELECT account_id, id,
@@ -88,7 +87,7 @@ _CHECKS: dict[str, str] = {
             FROM {ENTRY} {{where_entries}}
             WINDOW w AS (PARTITION BY account_id ORDER BY sequence)
         ) c
-        WHERE ROUND(expected, 3) <> ROUND(actual, 3) OR ROUND(expected_h, 3) <> ROUND(actual_h, 3)
+        WHERE expected <> actual OR expected_h <> actual_h
            OR sequence <> n""",
     "account version == last entry sequence": f"""
         SELECT a.id, NULL, NULL, COALESCE(e.m, 0), a.version
@@ -154,6 +153,31 @@ def entries_for(*, organization: Organization, kind: str | None = None) -> Query
 def overage_used(*, account: CreditAccount) -> Decimal:
     """How far `available` is below zero (0 when positive)."""
     return max(Decimal(0), -(account.balance - account.held))
+
+
+def unfunded_outstanding(*, account: CreditAccount) -> Decimal:
+    """Credits spent or held beyond every grant and not yet settled."""
+    total = EntryAllocation.objects.filter(account_id=account.pk, grant__isnull=True).aggregate(
+        s=Sum("amount")
+    )["s"]
+    return -(total or Decimal(0))
+
+
+def overage_billable(*, account: CreditAccount) -> Decimal:
+    """Captured unfunded credits not yet on an overage record: what a period close bills."""
+    from credits.models import HoldStatus, OverageRecord, OverageStatus
+
+    open_holds = CreditHold.objects.filter(account_id=account.pk, status=HoldStatus.HELD)
+    held_unfunded = open_holds.aggregate(s=Sum("unfunded"))["s"] or Decimal(0)
+    unsettled = (
+        OverageRecord.objects.filter(account_id=account.pk)
+        # Paid records were settled by an entry; the others (open, invoiced, or void: forgiven)
+        # must not be billed again.
+        .exclude(status=OverageStatus.PAID)
+        .aggregate(s=Sum("credits"))["s"]
+        or Decimal(0)
+    )
+    return max(Decimal(0), unfunded_outstanding(account=account) - held_unfunded - unsettled)
 
 
 # --- Summaries shared by the API and the web UI -------------------------------------------------
@@ -302,48 +326,7 @@ def usage(*, organization: Organization, start, end, group_by: str = "day") -> l
     ]
 
 
-# --- Web UI reads: ledger pages (keyset), daily usage -------------------------------------------
-
-
-@dataclass(frozen=True)
-class EntryPage:
-    """One page of entries, newest first. `has_newer`/`has_older`: whether entries exist beyond
-    the first/last one shown (the cursors are the (created_at, id) of those entries)."""
-
-    entries: list[LedgerEntry]
-    has_newer: bool
-    has_older: bool
-
-
-def _after(created_at, pk) -> Q:
-    return Q(created_at__gt=created_at) | Q(created_at=created_at, id__gt=pk)
-
-
-def _before(created_at, pk) -> Q:
-    return Q(created_at__lt=created_at) | Q(created_at=created_at, id__lt=pk)
-
-
-def entries_page(
-    qs: QuerySet[LedgerEntry], *, before=None, after=None, limit: int = 50
-) -> EntryPage:
-    """Keyset pagination over (created_at, id), newest first. `before`/`after` are
-    (created_at, id) pairs: the page of `limit` entries just older/newer than that one.
-    Stable under inserts (entries are append-only): walking "older" visits each entry once."""
-    if after is not None:
-        rows = list(qs.filter(_after(*after)).order_by("created_at", "id")[: limit + 1])
-        if not rows:  # nothing newer: the newest page
-            return entries_page(qs, limit=limit)
-        entries = rows[:limit][::-1]
-        has_older = qs.filter(_before(entries[-1].created_at, entries[-1].pk)).exists()
-        return EntryPage(entries, len(rows) > limit, has_older)
-    page_qs = qs.filter(_before(*before)) if before is not None else qs
-    rows = list(page_qs.order_by("-created_at", "-id")[: limit + 1])
-    entries = rows[:limit]
-    has_older = len(rows) > limit
-    has_newer = bool(entries) and qs.filter(_after(entries[0].created_at, entries[0].pk)).exists()
-    if before is not None and not entries:
-        has_newer = qs.exclude(_before(*before)).exists()
-    return EntryPage(entries, has_newer, has_older)
+# --- Web UI reads: daily usage ----------------------------------------------------------------
 
 
 def usage_daily(*, organization: Organization, days: int = 30, now=None) -> list[UsageRow]:
@@ -376,6 +359,15 @@ def datetime_at_midnight(day):
 # --- API reads ----------------------------------------------------------------------------------
 
 
+def entries_of_hold(*, hold_id: int) -> QuerySet[LedgerEntry]:
+    """A hold's entries (hold, then capture or release), oldest first, ready for display."""
+    return (
+        LedgerEntry.objects.filter(hold_id=hold_id)
+        .select_related("grant", "hold")
+        .order_by("created_at", "id")
+    )
+
+
 def entries_filtered(
     *, organization: Organization, kind: str | None = None, since=None, until=None
 ) -> QuerySet[LedgerEntry]:
@@ -387,16 +379,3 @@ def entries_filtered(
     if until is not None:
         qs = qs.filter(created_at__lt=until)
     return qs
-
-
-def entries_iter(qs: QuerySet[LedgerEntry], *, batch: int = 1000):
-    """Every entry of `qs`, newest first, fetched in keyset batches of `batch` (no OFFSET, no
-    long-lived cursor): for streaming exports."""
-    cursor = None
-    while True:
-        page_qs = qs.filter(_before(*cursor)) if cursor is not None else qs
-        rows = list(page_qs.order_by("-created_at", "-id")[:batch])
-        yield from rows
-        if len(rows) < batch:
-            return
-        cursor = (rows[-1].created_at, rows[-1].pk)

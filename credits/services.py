@@ -1,5 +1,28 @@
-"""Credits workflows built on `credits.ledger` (which alone moves balances): plan periods,
-overage close, quota-checked spending and manual adjustments with an audit trail."""
+"""The public way to move credits. Other apps, the admin and commands call these; only the
+credits app itself uses `credits.ledger` (import-linter forbids it elsewhere).
+
+Two kinds of function live here:
+
+* **Staff and operator actions** (`organization_grant`, `account_adjust`,
+  `hold_release_by_staff`, `overage_settle`): each does the movement and its audit row in one
+  `transaction.atomic(durable=True)` (Zulip's `do_*` style) — they are whole actions, never
+  part of a caller's transaction, and a replay (same idempotency key, or nothing left to do)
+  writes no second audit row.
+* **Steps of another workflow's transaction**: the hold of a job (`spend_authorize`, in the
+  job's acceptance transaction), its capture or release (in the job's terminal transaction),
+  a new subscription period (`period_open`, the receiver of the signal sent inside the
+  subscription change's transaction), and `organization_grant_in_transaction` (for
+  `manage.py create_org`, which writes an organization, its grant and its API key all or
+  nothing). They join the caller's transaction: the movement must commit or roll back with the
+  rows it belongs to. Their ledger entry (keyed by the job or period) is the record;
+  `overage_close` and the grant write their audit rows.
+
+Billing (`credits.billing`, part of this app) moves credits inside the Stripe event's
+transaction (purchase grant, refund clawback, plan-change top-up, overage settled by an
+invoice): it calls `credits.ledger` directly and writes its own audit rows there.
+Batch jobs (`grants_expire_due`, `holds_release_stale`) run each item in its own short
+transaction.
+"""
 
 from __future__ import annotations
 
@@ -11,13 +34,13 @@ from django.db.models import Q
 from django.utils import timezone
 
 from accounts.models import APIKey, Organization, Plan, Subscription
+from accounts.selectors import api_access_check
 from accounts.services import audit_record, subscription_advance_period
 from config.errors import (
     IdempotencyConflict,
     NotFound,
-    PermissionDenied,
     QuotaExceeded,
-    RateLimited,
+    ValidationError,
 )
 from credits import ledger, selectors
 from credits.models import (
@@ -25,8 +48,10 @@ from credits.models import (
     CreditGrant,
     CreditHold,
     GrantSource,
+    HoldStatus,
     LedgerEntry,
     OverageRecord,
+    OverageStatus,
 )
 from credits.money import credits_to_usd, parse_credits
 
@@ -43,7 +68,7 @@ def account_for(*, organization: Organization) -> CreditAccount:
 # --- Periods ----------------------------------------------------------------------------------
 
 
-def period_grant_key(subscription: Subscription) -> str:
+def _period_grant_key(subscription: Subscription) -> str:
     return f"plan:{subscription.pk}:{subscription.current_period_start.isoformat()}"
 
 
@@ -62,6 +87,9 @@ def period_open(
     2. the plan credits that expired with it are expired (ledger entries);
     3. the account's overage allowance follows the plan;
     4. the plan's monthly credits are granted, expiring at the period's end (once per period).
+
+    Joins the caller's transaction: the signal is sent inside the subscription change, and the
+    period's credits must commit or roll back with it.
     """
     now = now or timezone.now()
     plan = subscription.plan
@@ -85,7 +113,7 @@ def period_open(
         account=account,
         amount=plan.monthly_credits,
         source=GrantSource.PLAN,
-        idempotency_key=period_grant_key(subscription),
+        idempotency_key=_period_grant_key(subscription),
         expires_at=subscription.current_period_end,
         reference=f"{plan.slug} {subscription.current_period_start:%Y-%m-%d}",
         reason=f"{plan.name} plan credits",
@@ -101,7 +129,7 @@ def overage_close(
     existing = OverageRecord.objects.filter(account=account, period_start=period_start).first()
     if existing is not None:
         return existing
-    credits = ledger.overage_billable(account=account)
+    credits = selectors.overage_billable(account=account)
     if credits <= 0:
         return None
     price = plan.overage_price_usd or Decimal(0)
@@ -137,6 +165,36 @@ def subscriptions_renew_due(*, now: datetime | None = None) -> int:
     return renewed
 
 
+def grants_expire_due(*, now: datetime | None = None, limit: int = 10_000) -> int:
+    """Expire every grant past its expiry that still holds credits (beat task). Each grant in
+    its own short transaction; re-running finds nothing left to do."""
+    now = now or timezone.now()
+    due = (
+        CreditGrant.objects.filter(expires_at__lte=now, remaining__gt=0)
+        .order_by("expires_at", "id")
+        .values_list("pk", flat=True)[:limit]
+    )
+    return sum(1 for grant_id in list(due) if ledger.grant_expire(grant_id=grant_id, now=now))
+
+
+def holds_release_stale(*, now: datetime | None = None, limit: int = 10_000) -> int:
+    """Release holds past their expiry (jobs stuck past the timeout). Beat task; idempotent."""
+    now = now or timezone.now()
+    stale = list(
+        CreditHold.objects.filter(status=HoldStatus.HELD, expires_at__lte=now).order_by(
+            "expires_at", "id"
+        )[:limit]
+    )
+    done = 0
+    for hold in stale:
+        try:
+            ledger.hold_release(hold=hold, reason="hold expired", expired=True, now=now)
+            done += 1
+        except ValidationError:
+            continue  # resolved meanwhile
+    return done
+
+
 # --- Spending ---------------------------------------------------------------------------------
 
 
@@ -147,9 +205,6 @@ def spend_authorize(
     amount,
     key: str,
     api_key: APIKey | None = None,
-    check_rate_limit: bool = False,
-    daily_count: int | None = None,
-    concurrent_count: int | None = None,
     metadata: dict | None = None,
     now: datetime | None = None,
 ) -> CreditHold:
@@ -157,17 +212,16 @@ def spend_authorize(
     first refusal in the spec's order, each with its code:
 
     1. API access by plan (API-key callers) → permission_denied (403)
-    2. rate limit per API key (when the caller hasn't counted the request) → rate_limited (429)
+    2. (the rate limit per API key is the API layer's throttle, before this is called)
     3. daily generation cap → quota_exceeded (429, reason daily_generation_cap)
     4. concurrent jobs → quota_exceeded (429, reason concurrent_jobs)
     5. credits (+ overage allowance) → insufficient_credits (402)
 
-    Counts default to the account's holds (created today, UTC / still open); the generations
-    app may pass its own. The account row is locked first so concurrent submissions of one
-    organization see each other's holds. Replaying `key` returns the existing hold unchecked.
+    Counts are the account's holds (created today, UTC / still open). The account row is
+    locked first so concurrent submissions of one organization see each other's holds.
+    Replaying `key` returns the existing hold unchecked. Joins the caller's transaction (the
+    job's acceptance).
     """
-    from config.api.throttling import hit
-
     now = now or timezone.now()
     amount = parse_credits(amount)
     try:
@@ -188,44 +242,33 @@ def spend_authorize(
             )
         return existing
 
-    if api_key is not None and not plan.api_access:
-        raise PermissionDenied("Your plan does not include API access.", reason="api_access")
-    if api_key is not None and check_rate_limit and plan.api_rate_limit_per_min is not None:
-        allowed, reset = hit(f"key:{api_key.pk}", plan.api_rate_limit_per_min)
-        if not allowed:
-            raise RateLimited(
-                f"Rate limit of {plan.api_rate_limit_per_min} requests per minute exceeded.",
-                headers={"Retry-After": str(reset)},
-            )
-    if plan.daily_generation_cap is not None:
-        if daily_count is None:
-            daily_count = selectors.generations_today(account=account, now=now)
-        if daily_count >= plan.daily_generation_cap:
-            raise QuotaExceeded(
-                f"Daily generation cap of {plan.daily_generation_cap} reached; "
-                "it resets at midnight UTC.",
-                reason="daily_generation_cap",
-                limit=plan.daily_generation_cap,
-            )
-    if plan.max_concurrent_jobs is not None:
-        if concurrent_count is None:
-            concurrent_count = selectors.jobs_running(account=account)
-        if concurrent_count >= plan.max_concurrent_jobs:
-            raise QuotaExceeded(
-                f"{plan.max_concurrent_jobs} concurrent job(s) allowed on the {plan.name} plan; "
-                "wait for one to finish.",
-                reason="concurrent_jobs",
-                limit=plan.max_concurrent_jobs,
-            )
+    if api_key is not None:
+        api_access_check(organization=organization)
+    daily_cap = plan.daily_generation_cap
+    if daily_cap is not None and selectors.generations_today(account=account, now=now) >= daily_cap:
+        raise QuotaExceeded(
+            f"Daily generation cap of {plan.daily_generation_cap} reached; "
+            "it resets at midnight UTC.",
+            reason="daily_generation_cap",
+            limit=plan.daily_generation_cap,
+        )
+    concurrent_cap = plan.max_concurrent_jobs
+    if concurrent_cap is not None and selectors.jobs_running(account=account) >= concurrent_cap:
+        raise QuotaExceeded(
+            f"{plan.max_concurrent_jobs} concurrent job(s) allowed on the {plan.name} plan; "
+            "wait for one to finish.",
+            reason="concurrent_jobs",
+            limit=plan.max_concurrent_jobs,
+        )
     return ledger.hold_create(
         account=account, amount=amount, key=key, api_key=api_key, metadata=metadata, now=now
     )
 
 
-# --- Grants and manual adjustments -----------------------------------------------------------
+# --- Staff and operator actions: movement + audit row, one durable transaction each ----------
 
 
-@transaction.atomic
+@transaction.atomic(durable=True)
 def organization_grant(
     *,
     organization: Organization,
@@ -236,7 +279,32 @@ def organization_grant(
     actor=None,
     expires_at: datetime | None = None,
 ) -> CreditGrant:
-    """Credits into an organization's account (purchases, promos, operator grants)."""
+    """Credits into an organization's account (promos, operator grants), audited with the
+    acting user. Replaying the key returns the grant and writes nothing."""
+    return organization_grant_in_transaction(
+        organization=organization,
+        amount=amount,
+        source=source,
+        reason=reason,
+        idempotency_key=idempotency_key,
+        actor=actor,
+        expires_at=expires_at,
+    )
+
+
+def organization_grant_in_transaction(
+    *,
+    organization: Organization,
+    amount,
+    source: str,
+    reason: str,
+    idempotency_key: str,
+    actor=None,
+    expires_at: datetime | None = None,
+) -> CreditGrant:
+    """`organization_grant` as a step of the caller's transaction, for a caller that writes
+    more that must commit or roll back with the grant: `manage.py create_org` creates the
+    organization, its grant and its API key all or nothing."""
     account = account_for(organization=organization)
     replay = LedgerEntry.objects.filter(account=account, idempotency_key=idempotency_key).exists()
     grant = ledger.grant_create(
@@ -260,7 +328,7 @@ def organization_grant(
     return grant
 
 
-@transaction.atomic
+@transaction.atomic(durable=True)
 def account_adjust(
     *,
     account: CreditAccount,
@@ -269,7 +337,8 @@ def account_adjust(
     actor,
     idempotency_key: str,
 ) -> LedgerEntry:
-    """A staff correction through the ledger, recorded with the acting user."""
+    """A staff correction through the ledger, audited with the acting user. Replaying the key
+    returns the entry and writes nothing."""
     replay = LedgerEntry.objects.filter(account=account, idempotency_key=idempotency_key).exists()
     entry = ledger.adjust(
         account=account,
@@ -288,3 +357,84 @@ def account_adjust(
         data={"amount": str(entry.balance_delta), "reason": reason},
     )
     return entry
+
+
+@transaction.atomic(durable=True)
+def hold_release_by_staff(
+    *, hold: CreditHold, actor, reason: str = "released by admin"
+) -> CreditHold:
+    """Staff give an open hold back in full (a stuck job), audited with the acting user.
+    ValidationError when the hold is no longer held (captured, released or expired meanwhile):
+    nothing is written."""
+    # Lock order of the ledger: the hold row first, then the account.
+    current = (
+        CreditHold.objects.select_for_update(of=("self",))
+        .select_related("account__organization")
+        .get(pk=hold.pk)
+    )
+    if current.status != HoldStatus.HELD:
+        raise ValidationError(
+            f"Hold {current.key!r} is already {current.status}.",
+            errors={"hold": [f"Already {current.status}."]},
+        )
+    released = ledger.hold_release(hold=current, actor=actor, reason=reason)
+    audit_record(
+        action="credits.hold_released",
+        organization=current.account.organization,
+        actor=actor,
+        target=released,
+        data={"key": released.key, "amount": str(released.amount), "reason": reason},
+    )
+    return released
+
+
+@transaction.atomic(durable=True)
+def overage_settle(*, record: OverageRecord, actor, reason: str = "") -> LedgerEntry:
+    """Record by hand that an overage was paid (staff): the settlement entry and its audit row.
+    A record settled already returns its entry and writes nothing; a void one is a
+    ValidationError. (A Stripe `invoice.paid` settles through `credits.billing.overage`, in the
+    event's transaction.)"""
+    current = (
+        OverageRecord.objects.select_for_update(of=("self",))
+        .select_related("account__organization")
+        .get(pk=record.pk)
+    )
+    if current.settlement_entry_id:
+        return current.settlement_entry
+    if current.status == OverageStatus.VOID:
+        raise ValidationError("A void overage record cannot be settled.")
+    entry = ledger.overage_settle(record=current, actor=actor, reason=reason)
+    audit_record(
+        action="overage.settled",
+        organization=current.account.organization,
+        actor=actor,
+        target=current,
+        data={"credits": str(current.credits), "entry": entry.pk},
+    )
+    return entry
+
+
+# --- Holds of other apps' jobs ----------------------------------------------------------------
+# A job's hold is resolved inside the job's own terminal transaction (owned by the generations
+# app), so these two join the caller's transaction instead of opening a durable one; the
+# ledger entry, keyed by the hold, is the audit record.
+
+
+def hold_capture(
+    *, hold: CreditHold, amount=None, actor=None, now: datetime | None = None
+) -> CreditHold:
+    """Charge a job's hold (all of it, or `amount` ≤ held; the rest is released). Once."""
+    return ledger.hold_capture(hold=hold, amount=amount, actor=actor, now=now)
+
+
+def hold_release(
+    *,
+    hold: CreditHold,
+    reason: str = "released",
+    actor=None,
+    expired: bool = False,
+    now: datetime | None = None,
+) -> CreditHold:
+    """Give a job's hold back in full (failed through no fault of the customer, cancelled,
+    stale). Once."""
+    return ledger.hold_release(hold=hold, reason=reason, actor=actor, expired=expired, now=now)

@@ -1,8 +1,9 @@
 """Periodic credits work, scheduled by beat (CELERY_BEAT_SCHEDULE in config/settings/base.py).
 
-Thin wrappers over the ledger and services. Each is idempotent by construction: it acts on what
-is due *now* and every action leaves nothing due, so a re-run, an overlapping run on another
-worker or a redelivery after a crash (`acks_late`) finds nothing left to do.
+Thin wrappers over `credits.services` and the billing modules. Each is idempotent by
+construction: it acts on what is due *now* and every action leaves nothing due, so a re-run, an
+overlapping run on another worker or a redelivery after a crash (`acks_late`) finds nothing
+left to do.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import logging
 
 from celery import shared_task
 
-from credits import ledger, services
+from credits import services
 
 logger = logging.getLogger(__name__)
 
@@ -19,7 +20,7 @@ logger = logging.getLogger(__name__)
 @shared_task(acks_late=True, ignore_result=True)
 def expire_grants() -> int:
     """Expire the unspent rest of every grant past its `expires_at` (one expiry entry each)."""
-    count = ledger.grants_expire_due()
+    count = services.grants_expire_due()
     if count:
         logger.info("expired %d grant(s)", count)
     return count
@@ -28,7 +29,7 @@ def expire_grants() -> int:
 @shared_task(acks_late=True, ignore_result=True)
 def release_stale_holds() -> int:
     """Release holds past their expiry (jobs stuck past the timeout) back to their grants."""
-    count = ledger.holds_release_stale()
+    count = services.holds_release_stale()
     if count:
         logger.info("released %d stale hold(s)", count)
     return count

@@ -9,7 +9,6 @@ requests get the ledger panel back instead of the whole page.
 from __future__ import annotations
 
 import csv
-import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -22,10 +21,12 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.cache import patch_vary_headers
 
-from accounts.views import organization_required
+from config.web.decorators import organization_required
+from config.web.http import is_partial
+from config.web.paging import decode_cursor, encode_cursor, keyset_iter, keyset_page
 from credits import selectors
+from credits.display import entry_row
 from credits.models import EntryKind, LedgerEntry
-from credits.templatetags.credits_ui import format_credits
 
 PAGE_SIZE = 50
 USAGE_DAYS = 30
@@ -311,65 +312,6 @@ def _ledger_filters(request: HttpRequest) -> tuple[LedgerFilterForm, LedgerFilte
     )
 
 
-_CURSOR_RE = re.compile(r"^(\d{1,18})\.(\d{1,18})$")
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def encode_cursor(entry: LedgerEntry) -> str:
-    """(created_at, id) as "<microseconds since epoch>.<id>": exact, opaque enough."""
-    micros = (entry.created_at - _EPOCH) // timedelta(microseconds=1)
-    return f"{micros}.{entry.pk}"
-
-
-def decode_cursor(value: str) -> tuple[datetime, int] | None:
-    match = _CURSOR_RE.match(value or "")
-    if not match:
-        return None
-    try:
-        created_at = _EPOCH + timedelta(microseconds=int(match.group(1)))
-    except OverflowError:
-        return None
-    return created_at, int(match.group(2))
-
-
-def _entry_row(entry: LedgerEntry) -> dict:
-    """How one entry reads in the table. Posting kinds show their effect on the balance; hold
-    and release show their effect on what is available (a hold sets credits aside)."""
-    note = ""
-    if entry.kind == EntryKind.HOLD:
-        shown, note = -entry.held_delta, "held"
-        title = "Set aside for a job: lowers available credits, not the balance."
-    elif entry.kind == EntryKind.RELEASE:
-        shown, note = -entry.held_delta, "released"
-        title = "A hold given back: available again, the balance never moved."
-    elif entry.kind == EntryKind.CAPTURE:
-        shown = entry.balance_delta
-        title = "Charged from its hold: the balance and the held amount both go down."
-    else:
-        shown = entry.balance_delta
-        title = "Changes the balance."
-    if entry.hold_id:
-        reference, reference_kind = entry.hold.key, "Hold"
-    elif entry.grant_id:
-        grant = entry.grant
-        reference = grant.get_source_display()
-        if grant.reference:
-            reference += f" · {grant.reference}"
-        reference_kind = "Grant"
-    else:
-        reference, reference_kind = "", ""
-    return {
-        "entry": entry,
-        "amount": shown,
-        "amount_text": format_credits(shown, exact=True, signed=True),
-        "note": note,
-        "title": title,
-        "sign": "neg" if shown < 0 else "pos" if shown > 0 else "zero",
-        "reference": reference,
-        "reference_kind": reference_kind,
-    }
-
-
 def _entries(organization, filters: LedgerFilters):
     return selectors.entries_filtered(
         organization=organization,
@@ -402,8 +344,8 @@ def ledger(request: HttpRequest) -> HttpResponse:
             problems.append("That page link is not valid; showing the newest entries.")
 
     qs = _entries(organization, filters)
-    page = selectors.entries_page(qs, before=before, after=after, limit=PAGE_SIZE)
-    entries = page.entries
+    page = keyset_page(qs, before=before, after=after, limit=PAGE_SIZE)
+    entries = page.items
     params = filters.params
     newer_url = older_url = None
     if page.has_newer:
@@ -416,7 +358,7 @@ def ledger(request: HttpRequest) -> HttpResponse:
         "form": form,
         "filters": filters,
         "problems": problems,
-        "rows": [_entry_row(e) for e in entries],
+        "rows": [entry_row(e) for e in entries],
         "newer_url": newer_url,
         "older_url": older_url,
         "newest_url": _url("credits:ledger", params) if page.has_newer else None,
@@ -424,9 +366,9 @@ def ledger(request: HttpRequest) -> HttpResponse:
         "clear_url": reverse("credits:ledger"),
         "page_size": PAGE_SIZE,
     }
-    htmx = getattr(request, "htmx", None)
-    partial = bool(htmx) and not htmx.history_restore_request and not htmx.boosted
-    template = "credits/partials/ledger_panel.html" if partial else "credits/ledger.html"
+    template = (
+        "credits/partials/ledger_panel.html" if is_partial(request) else "credits/ledger.html"
+    )
     response = render(request, template, context)
     patch_vary_headers(response, ("HX-Request",))
     return response
@@ -491,7 +433,7 @@ def ledger_csv(request: HttpRequest) -> HttpResponse:
 
     def rows():
         yield writer.writerow(CSV_HEADER)
-        for entry in selectors.entries_iter(qs):
+        for entry in keyset_iter(qs):
             yield writer.writerow(csv_row(entry))
 
     filename = f"credits-ledger-{organization.slug}-{timezone.now():%Y-%m-%d}.csv"

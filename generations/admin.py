@@ -26,7 +26,7 @@ from django.utils.html import format_html
 from accounts.services import audit_record
 from config.errors import ServiceError
 from credits.money import CREDIT_PLACES, parse_credits
-from generations import services
+from generations import selectors, services
 from generations.models import AIModel, CreditRate, Job, JobEvent, JobStatus, PricingPolicy
 
 # --- Models and prices --------------------------------------------------------------------------
@@ -171,7 +171,7 @@ class AIModelAdmin(admin.ModelAdmin):
     def current_price(self, obj: AIModel):
         if obj.pk is None:
             return "—"
-        rate = services.rate_current(model=obj)
+        rate = selectors.rate_current(model=obj)
         return rate.credits if rate is not None else "—"
 
     @admin.display(description="jobs")
@@ -369,26 +369,19 @@ class JobAdmin(admin.ModelAdmin):
     @admin.action(description="Cancel selected queued jobs", permissions=["cancel"])
     def cancel_selected(self, request, queryset):
         """Each queued job through `services.generation_cancel` (hold released, status log
-        row), recorded in the audit log with the acting admin. Others are skipped."""
+        row and the audit row with the acting admin, in one transaction). Others are skipped."""
         cancelled, skipped = 0, 0
-        for job in queryset.select_related("organization"):
+        for job in queryset:
             if job.status == JobStatus.CANCELLED:
                 continue
             if job.status != JobStatus.QUEUED:
                 skipped += 1
                 continue
             try:
-                job = services.generation_cancel(job=job, actor=request.user)
+                services.generation_cancel(job=job, actor=request.user, audit_by="admin")
             except ServiceError:  # a worker started it meanwhile
                 skipped += 1
                 continue
-            audit_record(
-                action="generation.cancelled",
-                organization=job.organization,
-                actor=request.user,
-                target=job,
-                data={"released": str(job.credits_held), "by": "admin"},
-            )
             cancelled += 1
         if cancelled:
             self.message_user(

@@ -6,9 +6,15 @@ class GenerationsConfig(AppConfig):
     verbose_name = "Generations"
 
     def ready(self) -> None:
+        from celery.signals import celeryd_after_setup
+
         from generations import receivers
+        from generations.celery_hooks import consume_every_pool_queue
         from infra_costs.registry import set_external_costs_provider
         from infra_costs.signals import runs_imported
 
         runs_imported.connect(receivers.on_runs_imported, dispatch_uid="generations.imported")
         set_external_costs_provider(receivers.external_costs)
+        celeryd_after_setup.connect(
+            consume_every_pool_queue, dispatch_uid="generations.consume_every_pool_queue"
+        )

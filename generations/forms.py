@@ -1,7 +1,7 @@
 """Web forms of generations. They parse input only: `params` is validated against the model's
-JSON Schema by `generations.services.params_validate` (through `generation_submit`), which is
-the single source of truth for what a model accepts; these forms only turn HTML inputs into
-JSON values.
+JSON Schema by `generations.services.submission.params_validate` (through `generation_submit`),
+which is the single source of truth for what a model accepts; these forms only turn HTML
+inputs into JSON values.
 
 `ParamsForm` is built from a model's (effective) JSON Schema: string, integer, number and
 boolean properties and enums become inputs; anything else (objects, arrays, unions) a JSON

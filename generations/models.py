@@ -1,7 +1,7 @@
 """The model catalog, versioned credit prices, and generation jobs with their status log.
 
-Writes go through `generations.services`; a job's credits move only through `credits.ledger`
-(via `credits.services.spend_authorize` at acceptance, capture/release at the end).
+Writes go through `generations.services`; a job's credits move only through `credits.services`
+(`spend_authorize` at acceptance, `hold_capture` / `hold_release` at the end).
 """
 
 from __future__ import annotations

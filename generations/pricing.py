@@ -33,7 +33,7 @@ from django.utils import timezone as dj_timezone
 from accounts.models import User
 from config.errors import ValidationError
 from credits.money import CREDIT_QUANTUM
-from generations import services
+from generations import selectors, services
 from generations.models import AIModel, CreditRate, PricingPolicy
 from infra_costs.allocation import unit_cost_report
 
@@ -127,12 +127,6 @@ class PriceSuggestion:
     @property
     def margin_at_current_price(self) -> Decimal | None:
         return margin_at(self.current_credits, self.cost_per_generation_usd, self.credit_value_usd)
-
-    @property
-    def active_margin_at_current_price(self) -> Decimal | None:
-        return margin_at(
-            self.current_credits, self.active_cost_per_generation_usd, self.credit_value_usd
-        )
 
     @property
     def margin_at_suggested_price(self) -> Decimal | None:
@@ -371,7 +365,7 @@ def price_apply(
     with transaction.atomic():
         # One applier at a time per model: a second one sees the new price and does nothing.
         locked = AIModel.objects.select_for_update().get(pk=model.pk)
-        current = services.rate_current(model=locked)
+        current = selectors.rate_current(model=locked)
         if current is not None and current.credits == row.suggested_credits:
             return None
         return services.rate_set(

@@ -13,8 +13,13 @@ from django.utils import timezone
 
 from accounts.models import Organization
 from config.errors import NotFound, ValidationError
-from generations import services
-from generations.models import AIModel, Job, JobStatus
+from generations.models import AIModel, CreditRate, Job, JobStatus
+
+# Every model accepts these in `params`, whatever its own schema says.
+ALWAYS_ACCEPTED = {
+    "prompt": {"type": "string", "minLength": 1, "maxLength": 4000},
+    "seed": {"type": "integer", "minimum": 0, "maximum": 2**32 - 1},
+}
 
 
 def job_list(
@@ -51,8 +56,21 @@ def job_get(*, organization: Organization, job_id) -> Job:
 
 
 def model_params_schema(model: AIModel) -> dict:
-    """The JSON Schema `params` is validated against (prompt and seed always accepted)."""
-    return services.params_schema_effective(model)
+    """The JSON Schema `params` is validated against: the model's own, plus the `prompt` and
+    `seed` every model accepts."""
+    schema = dict(model.params_schema or {"type": "object"})
+    properties = dict(schema.get("properties") or {})
+    for name, spec in ALWAYS_ACCEPTED.items():
+        properties.setdefault(name, spec)
+    schema["properties"] = properties
+    schema.setdefault("type", "object")
+    return schema
+
+
+def rate_current(*, model: AIModel, now: datetime | None = None) -> CreditRate | None:
+    """The model's price version in force at `now` (what a submission pins), or None."""
+    now = now or timezone.now()
+    return model.rates.filter(effective_from__lte=now).order_by("-effective_from").first()
 
 
 @dataclass(frozen=True)
@@ -70,11 +88,11 @@ class CatalogEntry:
 
 def models_active(*, now: datetime | None = None) -> list[CatalogEntry]:
     """Models a customer can submit to now: active, on a node pool, with a price in force.
-    Ordered by slug. The price is `services.rate_current` (what a submission would pin)."""
+    Ordered by slug. The price is `rate_current` (what a submission would pin)."""
     now = now or timezone.now()
     entries = []
     for model in AIModel.objects.filter(is_active=True, pool__isnull=False).select_related("pool"):
-        rate = services.rate_current(model=model, now=now)
+        rate = rate_current(model=model, now=now)
         if rate is None:
             continue
         entries.append(

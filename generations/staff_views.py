@@ -12,7 +12,6 @@ Staff only (anonymous → login, others → 404), like the cost report (`infra_c
 from __future__ import annotations
 
 from datetime import timedelta
-from decimal import Decimal, InvalidOperation
 from urllib.parse import urlencode
 
 from django import forms
@@ -23,9 +22,11 @@ from django.urls import path, reverse
 from django.views.decorators.http import require_POST
 
 from config.errors import ServiceError
+from config.web.decorators import staff_required
+from config.web.formats import to_decimal
 from generations import pricing
 from generations.models import AIModel, PricingPolicy
-from infra_costs.views import COMMON_ZONES, PeriodForm, presets, staff_required
+from infra_costs.forms import COMMON_ZONES, PeriodForm, presets
 
 
 class ApplyForm(forms.Form):
@@ -104,7 +105,7 @@ def pricing_apply(request: HttpRequest) -> HttpResponse:
             actor=request.user,
             reason=c["reason"],
             suggestions=suggestions,
-            expected=_decimal(c["expected"]),
+            expected=to_decimal(c["expected"]),
         )
     except ServiceError as exc:
         messages.warning(request, f"Nothing applied: {exc.detail}")
@@ -122,13 +123,6 @@ def pricing_apply(request: HttpRequest) -> HttpResponse:
             + " The change is in its price history.",
         )
     return redirect(_page_url(back) + f"#model-{model.slug}")
-
-
-def _decimal(value) -> Decimal | None:
-    try:
-        return Decimal(value)
-    except (InvalidOperation, TypeError):
-        return None
 
 
 app_name = "staff_pricing"

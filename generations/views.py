@@ -12,7 +12,6 @@ are plain GETs; htmx requests get the page fragment back instead.
 from __future__ import annotations
 
 import json
-import re
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -26,10 +25,8 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.cache import add_never_cache_headers, patch_vary_headers
-from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_http_methods, require_POST
 
-from accounts.views import organization_required
 from config.errors import (
     IdempotencyConflict,
     InsufficientCredits,
@@ -41,9 +38,13 @@ from config.errors import (
     ServiceError,
     ValidationError,
 )
-from credits.models import EntryKind, LedgerEntry
+from config.web.decorators import organization_required
+from config.web.formats import format_credits
+from config.web.http import is_partial, safe_next
+from config.web.paging import decode_cursor, encode_cursor, keyset_page
+from credits import selectors as credit_selectors
+from credits.display import entry_row
 from credits.selectors import balance_summary, datetime_at_midnight
-from credits.templatetags.credits_ui import format_credits
 from generations import selectors, services
 from generations.forms import JobFilterForm, ParamsForm, SubmitForm
 from generations.models import AIModel, Job, JobStatus
@@ -53,20 +54,6 @@ IDEMPOTENCY_PREFIX = "web-form:"
 POLL_FAST_S = 1
 POLL_SLOW_S = 5
 POLL_FAST_FOR = timedelta(minutes=2)  # after that a job still waiting is polled less often
-
-
-def _is_partial(request: HttpRequest) -> bool:
-    htmx = getattr(request, "htmx", None)
-    return bool(htmx) and not htmx.history_restore_request and not htmx.boosted
-
-
-def _safe_next(request: HttpRequest, default: str) -> str:
-    target = request.POST.get("next") or request.GET.get("next")
-    if target and url_has_allowed_host_and_scheme(
-        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
-    ):
-        return target
-    return default
 
 
 def _job_or_404(request: HttpRequest, job_id) -> Job:
@@ -385,11 +372,11 @@ def _render_generate(
         "refusal": refusal,
         "summary": balance_summary(organization=organization),
         "generate_url": reverse("generations:generate"),
-        "partial": _is_partial(request),
+        "partial": is_partial(request),
     }
     template = (
         "generations/partials/workspace.html"
-        if _is_partial(request)
+        if is_partial(request)
         else "generations/generate.html"
     )
     response = render(request, template, context, status=status)
@@ -416,7 +403,7 @@ def generate(request: HttpRequest) -> HttpResponse:
 
 
 def _submit(request: HttpRequest, catalog) -> HttpResponse:
-    partial = _is_partial(request)
+    partial = is_partial(request)
     submit_form = SubmitForm(request.POST)
     slug = request.POST.get("model", "")
     selected = next((e for e in catalog if e.slug == slug), None)
@@ -500,20 +487,7 @@ def _detail_context(job: Job) -> dict:
         previous = event
     entries = []
     if job.hold_id:
-        for entry in LedgerEntry.objects.filter(hold_id=job.hold_id).order_by("created_at", "id"):
-            if entry.kind in (EntryKind.HOLD, EntryKind.RELEASE):
-                shown = -entry.held_delta
-                note = "held" if entry.kind == EntryKind.HOLD else "released"
-            else:
-                shown, note = entry.balance_delta, ""
-            entries.append(
-                {
-                    "entry": entry,
-                    "amount_text": format_credits(shown, exact=True, signed=True),
-                    "sign": "neg" if shown < 0 else "pos" if shown > 0 else "zero",
-                    "note": note,
-                }
-            )
+        entries = [entry_row(e) for e in credit_selectors.entries_of_hold(hold_id=job.hold_id)]
     return {"events": rows, "entries": entries, "hold": job.hold if job.hold_id else None}
 
 
@@ -551,7 +525,7 @@ def job_cancel(request: HttpRequest, job_id) -> HttpResponse:
     except ValidationError:
         job.refresh_from_db()
         error = f"It can't be cancelled any more: it is {job.get_status_display().lower()}."
-    if _is_partial(request):
+    if is_partial(request):
         return _job_fragment(
             request, job, view=request.POST.get("view", "panel"), cancel_error=error
         )
@@ -560,7 +534,7 @@ def job_cancel(request: HttpRequest, job_id) -> HttpResponse:
     else:
         released = format_credits(job.credits_held)
         messages.success(request, f"Cancelled. {released} credits were released.")
-    return redirect(_safe_next(request, reverse("generations:job", args=[job.pk])))
+    return redirect(safe_next(request, reverse("generations:job", args=[job.pk])))
 
 
 @organization_required
@@ -577,60 +551,6 @@ def job_detail(request: HttpRequest, job_id) -> HttpResponse:
 
 
 # --- Job history ------------------------------------------------------------------------------
-
-_CURSOR_RE = re.compile(r"^(\d{1,18})\.([0-9a-f]{32})$")
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def encode_cursor(job: Job) -> str:
-    """(created_at, id) as "<microseconds since epoch>.<uuid hex>"."""
-    micros = (job.created_at - _EPOCH) // timedelta(microseconds=1)
-    return f"{micros}.{job.pk.hex}"
-
-
-def decode_cursor(value: str) -> tuple[datetime, uuid.UUID] | None:
-    match = _CURSOR_RE.match(value or "")
-    if not match:
-        return None
-    try:
-        created_at = _EPOCH + timedelta(microseconds=int(match.group(1)))
-    except OverflowError:
-        return None
-    return created_at, uuid.UUID(hex=match.group(2))
-
-
-def _newer(created_at, pk) -> Q:
-    return Q(created_at__gt=created_at) | Q(created_at=created_at, id__gt=pk)
-
-
-def _older(created_at, pk) -> Q:
-    return Q(created_at__lt=created_at) | Q(created_at=created_at, id__lt=pk)
-
-
-@dataclass(frozen=True)
-class JobPage:
-    jobs: list[Job]
-    has_newer: bool
-    has_older: bool
-
-
-def jobs_page(qs, *, before=None, after=None, limit: int = PAGE_SIZE) -> JobPage:
-    """Keyset pagination over (created_at, id), newest first; `before`/`after` are the
-    (created_at, id) of the last/first job of the page the user comes from."""
-    if after is not None:
-        rows = list(qs.filter(_newer(*after)).order_by("created_at", "id")[: limit + 1])
-        if not rows:
-            return jobs_page(qs, limit=limit)
-        jobs = rows[:limit][::-1]
-        has_older = qs.filter(_older(jobs[-1].created_at, jobs[-1].pk)).exists()
-        return JobPage(jobs, len(rows) > limit, has_older)
-    page_qs = qs.filter(_older(*before)) if before is not None else qs
-    rows = list(page_qs.order_by("-created_at", "-id")[: limit + 1])
-    jobs = rows[:limit]
-    has_newer = bool(jobs) and qs.filter(_newer(jobs[0].created_at, jobs[0].pk)).exists()
-    if before is not None and not jobs:
-        has_newer = qs.exclude(_older(*before)).exists()
-    return JobPage(jobs, has_newer, len(rows) > limit)
 
 
 def _filter_models(organization):
@@ -671,14 +591,14 @@ def job_list(request: HttpRequest) -> HttpResponse:
 
     before = after = None
     if request.GET.get("before"):
-        before = decode_cursor(request.GET["before"])
+        before = decode_cursor(request.GET["before"], pk_type=uuid.UUID)
         if before is None:
             problems.append("That page link is not valid; showing the newest jobs.")
     elif request.GET.get("after"):
-        after = decode_cursor(request.GET["after"])
+        after = decode_cursor(request.GET["after"], pk_type=uuid.UUID)
         if after is None:
             problems.append("That page link is not valid; showing the newest jobs.")
-    page = jobs_page(qs, before=before, after=after)
+    page = keyset_page(qs, before=before, after=after, limit=PAGE_SIZE)
     params = {
         "status": status,
         "model": model,
@@ -686,7 +606,7 @@ def job_list(request: HttpRequest) -> HttpResponse:
         "date_to": date_to.isoformat() if date_to else "",
     }
     params = {k: v for k, v in params.items() if v}
-    jobs = page.jobs
+    jobs = page.items
     newer_url = older_url = None
     if page.has_newer and jobs:
         newer_url = _jobs_url({**params, "after": encode_cursor(jobs[0])})
@@ -706,7 +626,7 @@ def job_list(request: HttpRequest) -> HttpResponse:
         "page_size": PAGE_SIZE,
     }
     template = (
-        "generations/partials/jobs_panel.html" if _is_partial(request) else "generations/jobs.html"
+        "generations/partials/jobs_panel.html" if is_partial(request) else "generations/jobs.html"
     )
     response = render(request, template, context)
     patch_vary_headers(response, ("HX-Request",))

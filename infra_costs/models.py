@@ -140,6 +140,14 @@ class RunStatus(models.TextChoices):
     CANCELLED = "cancelled", "Cancelled"
 
 
+# The final statuses of a run, in this order (reports count them in it).
+TERMINAL_RUN_STATUSES: tuple[str, ...] = (
+    RunStatus.SUCCEEDED.value,
+    RunStatus.FAILED.value,
+    RunStatus.CANCELLED.value,
+)
+
+
 class RunSource(models.TextChoices):
     LIVE = "live", "Live generation"
     IMPORTED = "imported", "Imported history"

@@ -46,10 +46,6 @@ class Period:
     end_at: datetime  # UTC
     bounds: tuple[datetime, ...]  # window boundaries, UTC: bounds[0] = start_at, [-1] = end_at
 
-    @property
-    def windows(self) -> list[tuple[datetime, datetime]]:
-        return list(zip(self.bounds[:-1], self.bounds[1:], strict=True))
-
 
 def make_period(start: date, end: date, *, window: str = "day", timezone: str = "UTC") -> Period:
     if window not in WINDOWS:

@@ -25,10 +25,6 @@ def set_external_costs_provider(fn: ExternalCostsProvider | None) -> None:
     _provider = fn
 
 
-def get_external_costs_provider() -> ExternalCostsProvider | None:
-    return _provider
-
-
 def external_costs_for(model_slugs: Iterable[str]) -> dict[str, Decimal]:
     slugs = set(model_slugs)
     known = dict(_provider(slugs)) if _provider is not None and slugs else {}

@@ -1,5 +1,5 @@
 """Renderings of the unit-cost report (the dict of `allocation.unit_cost_report`): a table for
-people, CSV of the models table, JSON as is."""
+people, CSV of the models and pools tables, JSON as is."""
 
 from __future__ import annotations
 
@@ -37,11 +37,21 @@ def as_json(report: dict[str, Any]) -> str:
 
 
 def as_csv(report: dict[str, Any]) -> str:
+    """The models table as CSV (`manage.py unit_costs --format csv`, the staff page's link)."""
+    return _csv(report["models"], MODEL_COLUMNS)
+
+
+def pools_as_csv(report: dict[str, Any]) -> str:
+    """The pools table as CSV (the staff page's link)."""
+    return _csv(report["pools"], POOL_COLUMNS)
+
+
+def _csv(rows: list[dict[str, Any]], columns: tuple[str, ...]) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(MODEL_COLUMNS)
-    for row in report["models"]:
-        writer.writerow(["" if row[c] is None else row[c] for c in MODEL_COLUMNS])
+    writer.writerow(columns)
+    for row in rows:
+        writer.writerow(["" if row[c] is None else row[c] for c in columns])
     return out.getvalue()
 
 

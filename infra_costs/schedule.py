@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from croniter import croniter
 
 from config.errors import ValidationError
-from infra_costs.models import Node, NodePool, ScheduleSetPoint
+from infra_costs.models import Node, NodePool, ScheduleSetPoint, UptimeInterval
 
 MAX_FIRINGS = 500_000
 SYNTHETIC_BASE = 1_000_000
@@ -111,3 +111,23 @@ def planned_uptime(pool: NodePool, start_at: datetime, end_at: datetime) -> list
     for rank, since in open_since.items():
         out.append(PlannedInterval(node_id(rank), pool.pk, since, end_at))
     return [iv for iv in out if iv.ended_at > iv.started_at]
+
+
+def unmeasured_pools_planned_uptime(
+    start_at: datetime, end_at: datetime
+) -> dict[int, list[PlannedInterval]]:
+    """Per pool id, the planned uptime of the pools that have active set-points and no
+    measured uptime in [start_at, end_at) — the pools the reports cost from their schedule (a
+    pool's list is empty when its schedule plans nothing then)."""
+    measured = set(
+        UptimeInterval.objects.filter(started_at__lt=end_at, ended_at__gt=start_at)
+        .order_by()
+        .values_list("pool_id", flat=True)
+        .distinct()
+    )
+    return {
+        pool.pk: planned_uptime(pool, start_at, end_at)
+        for pool in NodePool.objects.exclude(id__in=measured)
+        .filter(set_points__active=True)
+        .distinct()
+    }

@@ -27,11 +27,10 @@ from zoneinfo import ZoneInfo
 
 from django.db import connection, transaction
 
-from infra_costs.models import GpuRun, NodePool, PoolRate, UptimeInterval
+from infra_costs.models import TERMINAL_RUN_STATUSES, GpuRun, NodePool, PoolRate, UptimeInterval
 from infra_costs.periods import make_period
-from infra_costs.schedule import PlannedInterval, planned_uptime
+from infra_costs.schedule import unmeasured_pools_planned_uptime
 
-TERMINAL = ("succeeded", "failed", "cancelled")
 ZERO = Decimal(0)
 HOUR = Decimal(3600)
 
@@ -51,22 +50,6 @@ class PoolHour:
     @property
     def idle_s(self) -> Decimal:
         return self.uptime_s - self.busy_s
-
-
-def _planned(start_at: datetime, end_at: datetime) -> list[PlannedInterval]:
-    """Planned uptime of the pools that have no measured uptime in the period (as the report)."""
-    measured = set(
-        UptimeInterval.objects.filter(started_at__lt=end_at, ended_at__gt=start_at)
-        .order_by()
-        .values_list("pool_id", flat=True)
-        .distinct()
-    )
-    planned: list[PlannedInterval] = []
-    for pool in (
-        NodePool.objects.exclude(id__in=measured).filter(set_points__active=True).distinct()
-    ):
-        planned.extend(planned_uptime(pool, start_at, end_at))
-    return planned
 
 
 _SQL = """
@@ -149,7 +132,9 @@ def pool_hours(
     # Slices: the hours, cut again where a rate changes (a rate is constant in a slice).
     bounds = sorted(set(hours) | {c.astimezone(UTC) for c in changes})
     slice_hour = [bisect.bisect_right(hours, b) - 1 for b in bounds[:-1]]
-    planned = _planned(p0, p1)
+    planned = [
+        iv for ivs in unmeasured_pools_planned_uptime(p0, p1).values() for iv in ivs
+    ]  # pools without measured uptime in the period use their schedule, as in the report
     slugs = dict(NodePool.objects.values_list("id", "slug"))
     rates = _rates(bounds)
     sql = _SQL.format(up_t=UptimeInterval._meta.db_table, run_t=GpuRun._meta.db_table)
@@ -158,7 +143,7 @@ def pool_hours(
         "n": len(bounds) - 1,
         "p0": p0,
         "p1": p1,
-        "terminal": list(TERMINAL),
+        "terminal": list(TERMINAL_RUN_STATUSES),
         "pn": [iv.node_id for iv in planned],
         "pp": [iv.pool_id for iv in planned],
         "ps": [iv.started_at for iv in planned],

@@ -1,16 +1,19 @@
 #!/usr/bin/env python
 """Run the project locally (what `make run` runs).
 
-Migrates the database, seeds the demo, then runs the web server, a Celery worker and Celery beat
-as child processes, their output prefixed with "web |", "worker |" and "beat |".
-Settings are config.settings.local: SQLite under var/ and kombu's filesystem broker under
-var/broker/ unless DATABASE_URL / REDIS_URL (or CELERY_BROKER_URL) say otherwise.
+Starts the embedded PostgreSQL (var/postgres/) and Redis (var/redis/) unless DATABASE_URL /
+REDIS_URL point elsewhere (config/embedded.py), migrates the database, seeds the demo, then runs
+the web server, a Celery worker and Celery beat as child processes, their output prefixed with
+"web |", "worker |" and "beat |". Settings are config.settings.local. The embedded servers are
+owned by this process: they stop after the children when it stops.
 PORT (default 8000) sets the web server's port. Ctrl-C or SIGTERM stops everything.
 
 GPU_NODES=1 also starts one simulated ComfyUI GPU node per pool (`manage.py run_gpu_node`:
 a100 on 127.0.0.1:8188, l4 on 127.0.0.1:8189; output prefixed "gpu-a100 |", "gpu-l4 |") and
 points GENERATIONS_COMFYUI_NODES at them for every process (replacing any value of it), so
-models with the `comfyui` backend run over real HTTP. Without it nothing changes.
+models with the `comfyui` backend run over real HTTP. Without it nothing changes. The command
+comes from the `devtools` app, which the local settings (used here) install and production's
+do not.
 """
 
 from __future__ import annotations
@@ -27,6 +30,10 @@ import time
 from pathlib import Path
 
 BASE_DIR = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(BASE_DIR))
+
+from config.embedded import EmbeddedError, postgres_start, redis_start  # noqa: E402
+
 PY = sys.executable
 STOP_GRACE_S = 10  # SIGTERM first, SIGKILL after this many seconds
 # GPU_NODES=1: the simulated GPU nodes started, per pool: (node name, port).
@@ -158,7 +165,28 @@ def gpu_node_commands(env: dict) -> dict[str, list[str]]:
     return commands
 
 
+def manage_with_services(args: list[str]) -> int:
+    """`make manage ARGS="..."`: a manage.py command on the embedded servers (joining the ones
+    a running `make run` owns, or starting them for the command's lifetime)."""
+    env = dict(os.environ)
+    env["DJANGO_SETTINGS_MODULE"] = "config.settings.local"
+    try:
+        services = embedded_services_start(env, quiet=True)
+    except EmbeddedError as exc:
+        say(f"setup failed: {exc}")
+        return 1
+    try:
+        return manage(*args, env=env, check=False).returncode
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        for service in reversed(services):
+            service.stop()
+
+
 def main() -> int:
+    if sys.argv[1:2] == ["manage"]:
+        return manage_with_services(sys.argv[2:])
     env = dict(os.environ)
     env["DJANGO_SETTINGS_MODULE"] = "config.settings.local"
     env["PYTHONUNBUFFERED"] = "1"
@@ -174,10 +202,65 @@ def main() -> int:
             for pool, (name, node_port) in GPU_NODES.items()
         )
 
-    # The filesystem broker's folders, and STATIC_ROOT (whitenoise warns when it is missing).
-    for d in ("var/broker/out", "var/broker/processed", "var/staticfiles"):
-        (BASE_DIR / d).mkdir(parents=True, exist_ok=True)
+    (BASE_DIR / "var" / "staticfiles").mkdir(parents=True, exist_ok=True)  # STATIC_ROOT
 
+    services: list = []
+    try:
+        services = embedded_services_start(env)
+    except EmbeddedError as exc:
+        say(f"setup failed: {exc}")
+        return 1
+    try:
+        return serve(env, port, gpu, gpu_lines)
+    finally:
+        for service in reversed(services):
+            service.stop()
+        if services:
+            say("stopped the embedded " + " and ".join(s.NAME for s in services))
+
+
+def embedded_services_start(
+    env: dict, var_dir: Path = BASE_DIR / "var", *, quiet: bool = False
+) -> list:
+    """Start the embedded PostgreSQL / Redis (under `var_dir`) for whatever DATABASE_URL /
+    REDIS_URL leave unset (a .env file counts as set); put their URLs in `env` for every child."""
+    started: list = []
+    dotenv = dotenv_values()
+    if not (env.get("DATABASE_URL") or dotenv.get("DATABASE_URL")):
+        t0 = time.monotonic()
+        pg = postgres_start(var_dir / "postgres")
+        started.append(pg)
+        env["DATABASE_URL"] = pg.url()
+        if not quiet:
+            say(f"embedded PostgreSQL ready in {time.monotonic() - t0:.1f}s (var/postgres/)")
+    if not (env.get("REDIS_URL") or dotenv.get("REDIS_URL") or env.get("CELERY_BROKER_URL")):
+        t0 = time.monotonic()
+        try:
+            rd = redis_start(var_dir / "redis")
+        except EmbeddedError:
+            for service in started:
+                service.stop()
+            raise
+        started.append(rd)
+        env["REDIS_URL"] = rd.url()
+        if not quiet:
+            say(f"embedded Redis ready in {time.monotonic() - t0:.1f}s (var/redis/)")
+    return started
+
+
+def dotenv_values() -> dict:
+    path = BASE_DIR / ".env"
+    if not path.exists():
+        return {}
+    values = {}
+    for line in path.read_text(errors="replace").splitlines():
+        key, sep, value = line.strip().partition("=")
+        if sep and not key.startswith("#"):
+            values[key.strip().removeprefix("export ").strip()] = value.strip()
+    return values
+
+
+def serve(env: dict, port: int, gpu: dict, gpu_lines: str) -> int:
     try:
         say("applying migrations")
         manage("migrate", "--noinput", env=env)
@@ -194,9 +277,6 @@ def main() -> int:
         return 130
 
     worker_args = [PY, "-m", "celery", "-A", "config", "worker", "-l", "info"]
-    if broker.startswith("filesystem://"):
-        # The filesystem transport only polls: a thread pool shares one connection and works.
-        worker_args += ["--pool=threads", "--concurrency=4"]
     commands = {
         "web": [PY, "manage.py", "runserver", f"127.0.0.1:{port}", "--noreload"],
         "worker": worker_args,

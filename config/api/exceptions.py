@@ -1,8 +1,10 @@
 """RFC 9457 problem details for every API error, with the spec's machine `code`s.
 
 `problem_exception_handler` is DRF's EXCEPTION_HANDLER: it renders our ServiceError hierarchy,
-DRF's own exceptions and Django's Http404/PermissionDenied the same way, and marks the
-current transaction for rollback so a refused request writes nothing.
+DRF's own exceptions and Django's Http404/PermissionDenied the same way. A refused request
+writes nothing: services run in their own transactions, which the error has already rolled back
+when it reaches the handler (and under ATOMIC_REQUESTS, DRF's `set_rollback` marks the request's
+transaction, as DRF's own handler does).
 """
 
 from __future__ import annotations
@@ -10,9 +12,9 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
-from django.db import connections
 from django.http import Http404, JsonResponse
 from rest_framework import exceptions as drf
+from rest_framework.views import set_rollback
 
 from config import errors
 
@@ -109,42 +111,13 @@ def to_service_error(exc: Exception) -> errors.ServiceError | None:
     return None
 
 
-ATOMIC_DEPTH_ATTR = "_atomic_depth_at_start"
-
-
-def atomic_depths() -> dict[str, int]:
-    """How many atomic blocks are open on each database connection right now."""
-    return {conn.alias: len(conn.atomic_blocks) for conn in connections.all(initialized_only=True)}
-
-
-def set_rollback(request) -> None:
-    """Mark for rollback every transaction opened while handling `request` (an atomic view or
-    dispatch, or ATOMIC_REQUESTS), so a refused request writes nothing.
-
-    DRF's own `set_rollback` only acts under ATOMIC_REQUESTS, which this project does not set,
-    so it never rolled anything back. `ProblemJSONMiddleware` records how many atomic blocks
-    were open when the request arrived; only blocks opened after that are marked (a test case's
-    surrounding transaction is left alone). Without that record, fall back to DRF's rule.
-    """
-    django_request = getattr(request, "_request", request)
-    at_start = getattr(django_request, ATOMIC_DEPTH_ATTR, None)
-    for conn in connections.all(initialized_only=True):
-        if not conn.in_atomic_block:
-            continue
-        if at_start is None:
-            if conn.settings_dict.get("ATOMIC_REQUESTS"):
-                conn.set_rollback(True)
-        elif len(conn.atomic_blocks) > at_start.get(conn.alias, 0):
-            conn.set_rollback(True)
-
-
 def problem_exception_handler(exc: Exception, context: dict) -> JsonResponse | None:
     request = context.get("request")
     instance = request.path if request is not None else ""
     error = to_service_error(exc)
     if error is None and isinstance(exc, drf.APIException):
         code, title = _STATUS_TITLES.get(exc.status_code, ("error", "Error"))
-        set_rollback(request)
+        set_rollback()
         body = problem(
             status=exc.status_code,
             code=code,
@@ -155,7 +128,7 @@ def problem_exception_handler(exc: Exception, context: dict) -> JsonResponse | N
         return problem_response(body)
     if error is None:
         return None  # unexpected: Django's 500 handling (ProblemJSONMiddleware renders it)
-    set_rollback(request)
+    set_rollback()
     body = problem(
         status=error.status_code,
         code=error.code,

@@ -6,7 +6,7 @@ import logging
 
 from django.http import Http404
 
-from config.api.exceptions import ATOMIC_DEPTH_ATTR, atomic_depths, problem, problem_response
+from config.api.exceptions import problem, problem_response
 
 logger = logging.getLogger(__name__)
 
@@ -16,8 +16,6 @@ class ProblemJSONMiddleware:
         self.get_response = get_response
 
     def __call__(self, request):
-        # Lets the API exception handler roll back only what this request opened.
-        setattr(request, ATOMIC_DEPTH_ATTR, atomic_depths())
         response = self.get_response(request)
         if (
             request.path.startswith("/api/")

@@ -1,20 +1,15 @@
-"""Per-API-key rate limit from the organization's plan, counted in Redis.
+"""A rate-limit counter in Redis (the cache), shared by every web process.
 
 A fixed one-minute window: `SET key 0 EX 60 NX` then `INCR` (both atomic in Redis), so any
-number of web processes share one count per key and minute. Browser sessions get
-API_SESSION_RATE_LIMIT_PER_MIN per user.
+number of web processes share one count per bucket and minute. The API's per-key throttle
+(`accounts.api.throttling`) and `credits.services.spend_authorize` count with it.
 """
 
 from __future__ import annotations
 
 import time
 
-from django.conf import settings
 from django.core.cache import cache
-from rest_framework.throttling import BaseThrottle
-
-from config.api.permissions import request_api_key
-from config.errors import RateLimited
 
 WINDOW_S = 60
 
@@ -32,31 +27,3 @@ def hit(bucket: str, limit: int, *, now: float | None = None) -> tuple[bool, int
         count = 1
     reset = max(1, int((window + 1) * WINDOW_S - now + 0.999))
     return count <= limit, reset
-
-
-def plan_rate_limit(organization) -> int | None:
-    plan = getattr(getattr(organization, "subscription", None), "plan", None)
-    return plan.api_rate_limit_per_min if plan is not None else None
-
-
-class APIKeyRateThrottle(BaseThrottle):
-    def allow_request(self, request, view) -> bool:
-        key = request_api_key(request)
-        if key is not None:
-            limit = plan_rate_limit(key.organization)
-            bucket = f"key:{key.pk}"
-        elif request.user is not None and request.user.is_authenticated:
-            limit = settings.API_SESSION_RATE_LIMIT_PER_MIN
-            bucket = f"user:{request.user.pk}"
-        else:
-            return True
-        if limit is None:
-            return True
-        allowed, reset = hit(bucket, limit)
-        if not allowed:
-            raise RateLimited(
-                f"Rate limit of {limit} requests per minute exceeded. Retry in {reset} s.",
-                headers={"Retry-After": str(reset)},
-                limit=limit,
-            )
-        return True

@@ -6,6 +6,7 @@ Every setting a deployment may change is listed in README.md (Configuration).
 from pathlib import Path
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
 from kombu import Queue
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
@@ -62,7 +63,9 @@ WSGI_APPLICATION = "config.wsgi.application"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [BASE_DIR / "templates"],
+        # Billing is one package (`credits/billing/`) with its own templates (`billing/…`) and
+        # template library (`{% load billing_ui %}`); named here as a folder and a dotted path.
+        "DIRS": [BASE_DIR / "templates", BASE_DIR / "credits" / "billing" / "templates"],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
@@ -71,23 +74,30 @@ TEMPLATES = [
                 "django.contrib.messages.context_processors.messages",
                 "accounts.context_processors.organization",
             ],
+            "libraries": {"billing_ui": "credits.billing.templatetags.billing_ui"},
         },
     },
 ]
 
 # --- Database ---------------------------------------------------------------------------------
-# PostgreSQL in production and tests; SQLite only as the embedded default of `make run`.
-DATABASES = {
-    "default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'db.sqlite3'}"),
-}
-if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    # Web, worker and beat share one file: wait for locks and take them up front.
-    DATABASES["default"].setdefault("OPTIONS", {}).update(
-        {"timeout": 30, "transaction_mode": "IMMEDIATE", "init_command": "PRAGMA journal_mode=WAL;"}
+# PostgreSQL is the only database: production, tests and `make run` (an embedded PostgreSQL from
+# a pip wheel under var/postgres, see config/embedded.py; config/settings/local.py points
+# DATABASE_URL at it when nothing else is configured).
+DATABASE_URL = env("DATABASE_URL", default="")
+if not DATABASE_URL:
+    raise ImproperlyConfigured(
+        "DATABASE_URL is not set. This project runs on PostgreSQL only: set "
+        "DATABASE_URL=postgres://user:password@host:5432/name, or use `make run`, which starts "
+        "an embedded PostgreSQL under var/."
     )
-else:
-    DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=60))
-    DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", True)
+DATABASES = {"default": env.db_url_config(DATABASE_URL)}
+if DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
+    raise ImproperlyConfigured(
+        "DATABASE_URL must point at PostgreSQL (postgres://...): it is the only database this "
+        "project supports, in production, in tests and in `make run`."
+    )
+DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=60))
+DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", True)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Cache / Redis ----------------------------------------------------------------------------
@@ -135,11 +145,11 @@ if env("EMAIL_URL", default=""):
 # --- REST API ---------------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "config.api.authentication.APIKeyAuthentication",
-        "config.api.authentication.SessionAuthentication",
+        "accounts.api.authentication.APIKeyAuthentication",
+        "accounts.api.authentication.SessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["config.api.permissions.IsOrganizationMember"],
-    "DEFAULT_THROTTLE_CLASSES": ["config.api.throttling.APIKeyRateThrottle"],
+    "DEFAULT_PERMISSION_CLASSES": ["accounts.api.permissions.IsOrganizationMember"],
+    "DEFAULT_THROTTLE_CLASSES": ["accounts.api.throttling.APIKeyRateThrottle"],
     "DEFAULT_PAGINATION_CLASS": "config.api.pagination.CursorPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
@@ -173,26 +183,29 @@ API_SESSION_RATE_LIMIT_PER_MIN = env.int("API_SESSION_RATE_LIMIT_PER_MIN", defau
 # How often an API key's last_used_at is written (seconds), so a busy key is not a write per call.
 API_KEY_LAST_USED_RESOLUTION_S = env.int("API_KEY_LAST_USED_RESOLUTION_S", default=60)
 
+
 # --- Celery -----------------------------------------------------------------------------------
-# With no broker configured, an embedded filesystem transport under var/ is used (make run).
-CELERY_BROKER_URL = env("CELERY_BROKER_URL", default=REDIS_URL or "filesystem://localhost//")
-if CELERY_BROKER_URL.startswith("filesystem://"):
-    _broker_dir = VAR_DIR / "broker"
-    CELERY_BROKER_TRANSPORT_OPTIONS = {
-        "data_folder_in": str(_broker_dir / "out"),
-        "data_folder_out": str(_broker_dir / "out"),
-        "processed_folder": str(_broker_dir / "processed"),
-        "store_processed": False,
-    }
-else:
-    CELERY_BROKER_TRANSPORT_OPTIONS = {
-        # Must exceed the longest job, or Redis redelivers a task that is still running.
-        "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT_S", default=3600),
-        # Message priorities 0 (first) … 9; paid tiers get lower numbers (generations).
-        "priority_steps": list(range(10)),
-        "sep": ":",
-        "queue_order_strategy": "priority",
-    }
+# The broker is Redis (REDIS_URL unless CELERY_BROKER_URL says otherwise); `make run` starts an
+# embedded one. A Unix-socket REDIS_URL (unix:///path?db=N) becomes kombu's redis+socket:// form.
+def _broker_from_redis(url: str) -> str:
+    if url.startswith("unix://"):
+        path, _, query = url.removeprefix("unix://").partition("?")
+        db = dict(p.split("=", 1) for p in query.split("&") if "=" in p).get("db", "0")
+        return f"redis+socket://{path}?virtual_host={db}"
+    return url
+
+
+CELERY_BROKER_URL = env(
+    "CELERY_BROKER_URL", default=_broker_from_redis(REDIS_URL) or "redis://127.0.0.1:6379/0"
+)
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    # Must exceed the longest job, or Redis redelivers a task that is still running.
+    "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT_S", default=3600),
+    # Message priorities 0 (first) … 9; paid tiers get lower numbers (generations).
+    "priority_steps": list(range(10)),
+    "sep": ":",
+    "queue_order_strategy": "priority",
+}
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_ACKS_LATE = True

@@ -1,14 +1,14 @@
-"""Tests run on PostgreSQL and Redis, never silently on SQLite (see scripts/run_tests.py)."""
+"""Tests run on PostgreSQL (base settings refuse anything else) and Redis, found or started by
+scripts/run_tests.py."""
 
 from django.core.exceptions import ImproperlyConfigured
 
 from config.settings.base import *  # noqa: F403
 from config.settings.base import DATABASES, REDIS_URL
 
-if DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
-    raise ImproperlyConfigured(
-        "Tests need PostgreSQL: set DATABASE_URL=postgres://... (make test finds or starts one)."
-    )
+# Dev/test tools (the simulated ComfyUI GPU node, `manage.py run_gpu_node`): never in production.
+INSTALLED_APPS = [*INSTALLED_APPS, "devtools"]  # noqa: F405
+
 if not REDIS_URL:
     raise ImproperlyConfigured(
         "Tests need Redis: set REDIS_URL=redis://... (make test finds or starts one)."

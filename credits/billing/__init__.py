@@ -12,7 +12,13 @@ Modules:
 * ``handlers`` — what each event type does (registry);
 * ``subscriptions``, ``purchases``, ``overage``, ``topup`` — the effects, each idempotent;
 * ``emails`` — plain-text emails, each sent once per dedupe key;
-* ``selectors`` — reads for the billing page and the admin.
+* ``selectors`` — reads for the billing page and the admin;
+* ``models`` — the billing records (app label ``credits``; loaded by ``credits/models.py``);
+* ``admin`` — their staff admin (registered by ``credits/admin.py``);
+* ``views``, ``forms``, ``urls`` — the billing page under /credits/billing/ and the webhook
+  endpoint under /stripe/;
+* ``templates/billing/`` (page, partials, emails) and ``templatetags/billing_ui.py``, both named
+  in ``TEMPLATES`` (settings).
 
 Credits still move only through ``credits.ledger``.
 """

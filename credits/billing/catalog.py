@@ -19,7 +19,7 @@ from django.db import transaction
 
 from accounts.models import Plan
 from credits.billing import gateway as gw
-from credits.models import CreditPack
+from credits.billing.models import CreditPack
 
 
 def usd_to_cents(usd: Decimal) -> int:

@@ -20,8 +20,14 @@ from credits.billing import gateway as gw
 from credits.billing.access import require_manager
 from credits.billing.catalog import usd_to_cents
 from credits.billing.customers import customer_ensure
+from credits.billing.models import (
+    CreditPack,
+    Purchase,
+    PurchaseKind,
+    PurchaseStatus,
+    StripeCustomer,
+)
 from credits.billing.subscriptions import subscription_updated
-from credits.models import CreditPack, Purchase, PurchaseKind, PurchaseStatus, StripeCustomer
 
 
 def _urls(success_url: str | None, cancel_url: str | None) -> dict:

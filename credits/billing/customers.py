@@ -9,7 +9,7 @@ from django.db import IntegrityError, transaction
 from accounts.models import Organization
 from credits.billing import gateway as gw
 from credits.billing.emails import owner_emails
-from credits.models import StripeCustomer
+from credits.billing.models import StripeCustomer
 
 logger = logging.getLogger(__name__)
 

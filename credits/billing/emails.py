@@ -1,5 +1,5 @@
-"""Billing emails: plain text (templates/emails/<kind>.txt and <kind>_subject.txt), sent with
-Django's send_mail (console backend by default) to the organization's owners.
+"""Billing emails: plain text (templates `billing/emails/<kind>.txt` and `<kind>_subject.txt`),
+sent with Django's send_mail (console backend by default) to the organization's owners.
 
 Each email has a dedupe key (the purchase, the invoice and its attempt, the threshold
 crossing…): it is recorded once in `BillingEmail` inside the caller's transaction and sent after
@@ -20,7 +20,7 @@ from django.template.loader import render_to_string
 from django.utils import timezone
 
 from accounts.models import Membership, Organization, Role
-from credits.models import BillingEmail
+from credits.billing.models import BillingEmail
 
 logger = logging.getLogger(__name__)
 
@@ -90,7 +90,7 @@ def queue(
         logger.warning("no owner to email %s for %s", kind, organization.slug)
         return None
     ctx = _context(organization, context)
-    subject = " ".join(render_to_string(f"emails/{kind}_subject.txt", ctx).split())
+    subject = " ".join(render_to_string(f"billing/emails/{kind}_subject.txt", ctx).split())
     email, created = BillingEmail.objects.get_or_create(
         dedupe_key=dedupe_key[:255],
         defaults={
@@ -112,7 +112,7 @@ def deliver(*, email_id: int) -> bool:
     email = BillingEmail.objects.filter(pk=email_id, sent_at__isnull=True).first()
     if email is None:
         return False
-    body = render_to_string(f"emails/{email.kind}.txt", email.context)
+    body = render_to_string(f"billing/emails/{email.kind}.txt", email.context)
     try:
         send_mail(
             subject=email.subject,

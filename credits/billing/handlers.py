@@ -19,6 +19,7 @@ from accounts.models import Organization
 from credits.billing import overage, purchases, subscriptions, topup
 from credits.billing.customers import customer_link, organization_for_customer
 from credits.billing.errors import RetryLater, Unprocessable
+from credits.billing.models import Purchase, PurchaseKind, StripeCustomer, StripeEvent
 from credits.billing.stripe_objects import (
     Obj,
     invoice_subscription_id,
@@ -26,7 +27,7 @@ from credits.billing.stripe_objects import (
     metadata,
     ref_id,
 )
-from credits.models import OverageRecord, Purchase, PurchaseKind, StripeCustomer, StripeEvent
+from credits.models import OverageRecord
 
 
 @dataclass

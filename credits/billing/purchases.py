@@ -17,16 +17,9 @@ from accounts.services import audit_record
 from credits import ledger, services
 from credits.billing import emails
 from credits.billing.errors import RetryLater, Unprocessable
+from credits.billing.models import CreditPack, Purchase, PurchaseKind, PurchaseStatus
 from credits.billing.stripe_objects import Obj, charge_payment_intent_id, metadata, ref_id
-from credits.models import (
-    CreditGrant,
-    CreditPack,
-    EntryAllocation,
-    GrantSource,
-    Purchase,
-    PurchaseKind,
-    PurchaseStatus,
-)
+from credits.models import CreditGrant, EntryAllocation, GrantSource
 from credits.money import CREDIT_QUANTUM
 
 logger = logging.getLogger(__name__)

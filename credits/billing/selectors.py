@@ -5,22 +5,23 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from decimal import Decimal
 
 from django.conf import settings
-from django.db.models import QuerySet
+from django.db.models import QuerySet, Sum
 
 from accounts.models import Organization, Plan, Subscription, SubscriptionStatus
 from credits.billing.catalog import packs_active, plans_purchasable
-from credits.models import (
+from credits.billing.models import (
     AutoTopUp,
     CreditPack,
     LowBalanceAlert,
-    OverageRecord,
     Purchase,
     StripeCustomer,
     StripeEvent,
     StripeEventStatus,
 )
+from credits.models import CreditGrant, GrantSource, OverageRecord
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,21 @@ def billing_status(*, organization: Organization) -> BillingStatus:
         .first(),
         low_balance_alert=LowBalanceAlert.objects.filter(organization=organization).first(),
     )
+
+
+def period_plan_credits(
+    *, organization: Organization, subscription: Subscription | None
+) -> Decimal:
+    """Plan credits granted for the current period (its grant plus any upgrade top-up: the
+    plan grants expiring with the period)."""
+    if subscription is None:
+        return Decimal(0)
+    total = CreditGrant.objects.filter(
+        account__organization=organization,
+        source=GrantSource.PLAN,
+        expires_at=subscription.current_period_end,
+    ).aggregate(s=Sum("amount"))["s"]
+    return total or Decimal(0)
 
 
 def plans_for_sale() -> QuerySet[Plan]:

@@ -39,6 +39,7 @@ from credits.billing import gateway as gw
 from credits.billing.catalog import plan_for_price
 from credits.billing.customers import customer_link
 from credits.billing.errors import RetryLater, StripeObjectNotFound, Unprocessable
+from credits.billing.models import StripeCustomer, StripeEvent
 from credits.billing.stripe_objects import (
     Obj,
     invoice_period,
@@ -48,13 +49,7 @@ from credits.billing.stripe_objects import (
     ref_id,
     subscription_price_id,
 )
-from credits.models import (
-    CreditGrant,
-    GrantSource,
-    LedgerEntry,
-    StripeCustomer,
-    StripeEvent,
-)
+from credits.models import CreditGrant, GrantSource, LedgerEntry
 
 logger = logging.getLogger(__name__)
 

@@ -28,11 +28,8 @@ from credits.billing import emails
 from credits.billing import gateway as gw
 from credits.billing.access import require_manager
 from credits.billing.catalog import usd_to_cents
-from credits.billing.purchases import payment_intent_grant_key, purchase_grant
-from credits.billing.stripe_objects import Obj, ref_id
-from credits.models import (
+from credits.billing.models import (
     AutoTopUp,
-    CreditAccount,
     CreditPack,
     LowBalanceAlert,
     Purchase,
@@ -40,6 +37,9 @@ from credits.models import (
     PurchaseStatus,
     StripeCustomer,
 )
+from credits.billing.purchases import payment_intent_grant_key, purchase_grant
+from credits.billing.stripe_objects import Obj, ref_id
+from credits.models import CreditAccount
 from credits.money import parse_credits
 
 logger = logging.getLogger(__name__)

@@ -33,8 +33,8 @@ from config.errors import ServiceError
 from credits.billing import gateway as gw
 from credits.billing import handlers
 from credits.billing.errors import InvalidSignature, RetryLater, Unprocessable
+from credits.billing.models import StripeEvent, StripeEventStatus
 from credits.billing.stripe_objects import ts
-from credits.models import StripeEvent, StripeEventStatus
 
 logger = logging.getLogger(__name__)
 

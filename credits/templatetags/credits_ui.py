@@ -1,5 +1,5 @@
-"""Template helpers of the credits web UI: exact credit formatting and the balance card's data
-(so any page can `{% include "credits/partials/balance_card.html" %}`)."""
+"""Template helpers of the credits web UI: exact credit formatting (`config.web.formats`) and the
+balance card's data (so any page can `{% include "credits/partials/balance_card.html" %}`)."""
 
 from __future__ import annotations
 
@@ -7,28 +7,9 @@ from decimal import Decimal, InvalidOperation
 
 from django import template
 
+from config.web.formats import format_credits
+
 register = template.Library()
-
-MINUS = "\u2212"
-
-
-def format_credits(value, *, exact: bool = False, signed: bool = False) -> str:
-    """A credit amount for people: thousands separators, a real minus sign, 3 decimals when
-    `exact`, else trailing zeros trimmed ("1,250.5"). Never goes through float."""
-    if value is None or value == "":
-        return ""
-    try:
-        amount = value if isinstance(value, Decimal) else Decimal(str(value))
-    except (InvalidOperation, ValueError):
-        return str(value)
-    text = f"{abs(amount):,.3f}"
-    if not exact:
-        text = text.rstrip("0").rstrip(".")
-    if amount < 0:
-        return MINUS + text
-    if signed and amount > 0:
-        return "+" + text
-    return text
 
 
 @register.filter(name="credits")

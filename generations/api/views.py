@@ -21,7 +21,7 @@ from rest_framework.response import Response
 from rest_framework.reverse import reverse
 from rest_framework.views import APIView
 
-from config.api.permissions import request_api_key
+from accounts.api.permissions import request_api_key
 from config.api.schema import AUTH_ERRORS, problem_responses
 from generations import selectors, services
 from generations.api.serializers import (

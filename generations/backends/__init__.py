@@ -1,8 +1,9 @@
 """GPU backends behind one small interface.
 
 A backend turns a `RunRequest` into a `RunResult` on a node of the model's pool, or raises
-`BackendError` saying whether the failure is the customer's (then the job is charged) and
-whether it is transient (worth a retry). `get_backend(name)` returns the implementation.
+`BackendError` saying whether the failure is the customer's (then the job is charged). Transient
+HTTP failures are retried inside the backend itself (see `comfyui`). `get_backend(name)` returns
+the implementation.
 """
 
 from __future__ import annotations
@@ -40,7 +41,6 @@ class BackendError(Exception):
         *,
         code: str = "backend_error",
         customer_fault: bool = False,
-        transient: bool = False,
         node: str = "",
         started_at: datetime | None = None,
         finished_at: datetime | None = None,
@@ -49,7 +49,6 @@ class BackendError(Exception):
         self.message = message
         self.code = code
         self.customer_fault = customer_fault
-        self.transient = transient
         self.node = node
         # When the GPU really ran it, if the backend knows (else the worker's clock is used).
         self.started_at = started_at

@@ -11,7 +11,9 @@ Nodes come from settings.GENERATIONS_COMFYUI_NODES, per pool: {"a100": {"a100-no
   type (`"{{steps}}"` → 30); inside a longer string it is formatted in. Without a `workflow`,
   a standard txt2img graph (checkpoint → CLIP text encode → KSampler → VAE decode → SaveImage
   as node "9") uses `prompt`, `negative_prompt`, `seed`, `steps`, `cfg`, `width`, `height`,
-  `sampler_name`, `scheduler`, `denoise`, `batch_size` and `checkpoint`.
+  `sampler_name`, `scheduler`, `denoise`, `batch_size` and `checkpoint`. A workflow's
+  `filename_prefix` must hold `{{job_id}}`: ComfyUI answers an identical graph from its cache
+  with the earlier job's file.
 - `defaults`: values for placeholders the params leave out (else the built-in defaults; a
   missing `seed` is derived from the job id, so a retry draws the same image).
 - `checkpoint`, `output_type` (default "image"), `image_base_url` (where the node's output
@@ -439,7 +441,6 @@ class ComfyUIBackend:
                     raise BackendError(
                         f"GPU node {node} lost the prompt (restarted?).",
                         code="prompt_lost",
-                        transient=True,
                         node=node,
                     )
                 next_lost_check = now + opts.lost_check_s
@@ -509,7 +510,7 @@ class ComfyUIBackend:
     ) -> requests.Response | None:
         """One HTTP call, transient failures retried with exponential backoff and jitter.
         Returns the response (not 429/5xx), or None when `before_retry` says the work is
-        already done. Raises BackendError(node_unavailable, transient) after max_attempts and
+        already done. Raises BackendError(node_unavailable) after max_attempts and
         _DeadlineExceeded when the run's deadline comes first."""
         url = base + path
         problem = ""
@@ -560,7 +561,6 @@ class ComfyUIBackend:
             f"GPU node {node} is unavailable: {method} {path} failed {opts.max_attempts} times"
             f" ({problem}).",
             code="node_unavailable",
-            transient=True,
             node=node,
         )
 
@@ -574,7 +574,6 @@ class ComfyUIBackend:
             raise BackendError(
                 f"GPU node {node} answered {what} with something other than a JSON object.",
                 code="bad_response",
-                transient=True,
                 node=node,
             )
         return data
@@ -608,7 +607,7 @@ class ComfyUIBackend:
         images = []
         outputs = entry.get("outputs") or {}
         for node_id in sorted(outputs, key=str):
-            for key in ("images", "gifs", "videos"):
+            for key in ("images", "gifs", "videos", "audio"):  # SaveAudio's files: "audio"
                 for item in (outputs[node_id] or {}).get(key) or []:
                     if isinstance(item, dict) and item.get("filename"):
                         images.append(self._image(item, base, config))
@@ -679,7 +678,6 @@ class ComfyUIBackend:
             return BackendError(
                 f"The prompt was interrupted on GPU node {node}.",
                 code="interrupted",
-                transient=True,
                 node=node,
             )
         return BackendError(

@@ -7,6 +7,7 @@ from __future__ import annotations
 from rest_framework import serializers
 
 from infra_costs.allocation import IDLE_POLICIES
+from infra_costs.models import TERMINAL_RUN_STATUSES
 from infra_costs.periods import WINDOWS
 
 USD = "Decimal string, 6 decimal places."
@@ -48,7 +49,7 @@ class JobRowSerializer(serializers.Serializer):
     node = serializers.CharField(help_text="An existing node (imported with its uptime).")
     started_at = serializers.DateTimeField(help_text="ISO 8601 with offset.")
     finished_at = serializers.DateTimeField(help_text="ISO 8601 with offset; after started_at.")
-    status = serializers.ChoiceField(choices=["succeeded", "failed", "cancelled"])
+    status = serializers.ChoiceField(choices=list(TERMINAL_RUN_STATUSES))
 
 
 class ImportResultSerializer(serializers.Serializer):

@@ -10,7 +10,7 @@ from rest_framework.views import APIView
 
 from config.api.permissions import IsStaff
 from config.api.schema import AUTH_ERRORS, problem_responses
-from infra_costs import imports
+from infra_costs import services
 from infra_costs.allocation import unit_cost_report
 from infra_costs.api.serializers import (
     ImportQuerySerializer,
@@ -59,12 +59,12 @@ class UnitCostsView(APIView):
 
 class _ImportView(APIView):
     permission_classes = [IsStaff]
-    importer = staticmethod(imports.import_pools)
+    importer = staticmethod(services.pools_import)
 
     def post(self, request):
         query = ImportQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
-        result = self.importer(request.data, skip_invalid=query.validated_data["skip_invalid"])
+        result = self.importer(rows=request.data, skip_invalid=query.validated_data["skip_invalid"])
         return Response(result.as_dict())
 
 
@@ -87,7 +87,7 @@ def _import_schema(kind: str, row, example: dict) -> dict:
 
 
 class PoolsImportView(_ImportView):
-    importer = staticmethod(imports.import_pools)
+    importer = staticmethod(services.pools_import)
 
     @extend_schema(
         **_import_schema(
@@ -106,7 +106,7 @@ class PoolsImportView(_ImportView):
 
 
 class UptimeImportView(_ImportView):
-    importer = staticmethod(imports.import_uptime)
+    importer = staticmethod(services.uptime_import)
 
     @extend_schema(
         **_import_schema(
@@ -125,7 +125,7 @@ class UptimeImportView(_ImportView):
 
 
 class JobsImportView(_ImportView):
-    importer = staticmethod(imports.import_jobs)
+    importer = staticmethod(services.jobs_import)
 
     @extend_schema(
         **_import_schema(

@@ -7,9 +7,10 @@ from django.db import connection
 from django.test import Client
 from django.urls import reverse
 
+from accounts.keys import hash_api_key
 from accounts.models import APIKey, Role
 from accounts.selectors import api_key_from_raw
-from accounts.services import api_key_create, hash_api_key
+from accounts.services import api_key_create
 from tests.factories import add_member, make_org
 
 pytestmark = pytest.mark.django_db

@@ -20,7 +20,7 @@ import requests
 from accounts.models import Plan
 from credits.billing import gateway as gw
 from credits.billing.catalog import packs_ensure_defaults
-from credits.models import StripeCustomer
+from credits.billing.models import StripeCustomer
 from tests.billing.fake_gateway import FakeGateway
 from tests.billing.stripe_events import SECRET
 from tests.factories import ensure_default_plans, make_org

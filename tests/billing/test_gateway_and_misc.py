@@ -15,7 +15,7 @@ from credits.billing.errors import (
     PaymentDeclined,
     StripeObjectNotFound,
 )
-from credits.models import BillingEmail, Purchase, StripeCustomer
+from credits.billing.models import BillingEmail, Purchase, StripeCustomer
 from tests.billing import stripe_events as se
 from tests.billing.conftest import linked_org
 from tests.factories import UserFactory, make_org
@@ -72,7 +72,7 @@ def test_stripe_errors_become_project_errors(localstripe):
 @pytest.mark.django_db
 def test_an_expired_checkout_cancels_its_pending_purchase(client, catalog, fake_gateway):
     from credits.billing import checkout
-    from credits.models import CreditPack
+    from credits.billing.models import CreditPack
 
     owner = UserFactory()
     org = make_org(slug="acme", plan="free", owner=owner)

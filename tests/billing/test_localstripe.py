@@ -19,16 +19,15 @@ from credits.billing import gateway as gw
 from credits.billing import topup, webhooks
 from credits.billing.catalog import stripe_sync
 from credits.billing.customers import customer_ensure
-from credits.models import (
+from credits.billing.models import (
     AutoTopUp,
-    CreditGrant,
     CreditPack,
-    GrantSource,
     Purchase,
     PurchaseStatus,
     StripeEvent,
     StripeEventStatus,
 )
+from credits.models import CreditGrant, GrantSource
 from tests.billing.stripe_events import SECRET
 from tests.factories import UserFactory, account_of, make_org
 

@@ -13,15 +13,8 @@ import requests
 from django.db import connection
 
 from credits.billing import purchases, webhooks
-from credits.models import (
-    CreditGrant,
-    GrantSource,
-    LedgerEntry,
-    Purchase,
-    PurchaseStatus,
-    StripeEvent,
-    StripeEventStatus,
-)
+from credits.billing.models import Purchase, PurchaseStatus, StripeEvent, StripeEventStatus
+from credits.models import CreditGrant, GrantSource, LedgerEntry
 from tests.billing import stripe_events as se
 from tests.billing.conftest import linked_org
 from tests.factories import account_of

@@ -80,7 +80,7 @@ def _reference_data(request):
     import importlib
 
     from accounts.services import plans_ensure_defaults
-    from credits.models import CreditPack
+    from credits.billing.models import CreditPack
 
     plans_ensure_defaults()
     packs = importlib.import_module("credits.migrations.0004_default_credit_packs").PACKS

@@ -12,8 +12,8 @@ import pytest
 from django.db import transaction
 
 from accounts.models import Plan
+from credits.billing.models import AutoTopUp, Purchase, StripeCustomer
 from credits.billing.subscriptions import activate
-from credits.models import AutoTopUp, Purchase, StripeCustomer
 from tests.billing.conftest import (  # noqa: F401 (fixtures)
     PRICES,
     _stripe_settings,

@@ -36,7 +36,7 @@ def test_staff_cost_report_and_pricing(live_server, browser_page):
     from playwright.sync_api import expect
 
     from accounts.models import User
-    from generations import services
+    from generations import selectors, services
     from generations.demo import seed_world
     from generations.models import AIModel
     from infra_costs.allocation import unit_cost_report
@@ -117,6 +117,6 @@ def test_staff_cost_report_and_pricing(live_server, browser_page):
     expect(row.locator("textarea[name=reason]")).not_to_have_value("")
     row.get_by_role("button", name="Set wan-video to").click()
     expect(page.locator(".alert-success")).to_contain_text("wan-video now costs")
-    rate = services.rate_current(model=video)
+    rate = selectors.rate_current(model=video)
     assert rate.set_by == staff and rate.credits > 1
     expect(page.locator("#model-wan-video [data-flag='below-cost']")).to_have_count(0)

@@ -35,14 +35,6 @@ class WriteThenFailView(_OpenView):
         raise errors.InsufficientCredits("Needs 5 credits, 2 available.", needed="5.000")
 
 
-class WriteThenFailUnwrappedView(_OpenView):
-    """Writes without an atomic block of its own: mounted inside one (like ATOMIC_REQUESTS)."""
-
-    def post(self, request):
-        AuditEvent.objects.create(action="test.outer_write")
-        raise errors.InsufficientCredits()
-
-
 class WriteThenSucceedView(_OpenView):
     def post(self, request):
         AuditEvent.objects.create(action="test.kept_write")
@@ -68,7 +60,6 @@ class ValidationView(_OpenView):
 
 urlpatterns = [
     path("api/t/inner/", WriteThenFailView.as_view()),
-    path("api/t/outer/", transaction.atomic(WriteThenFailUnwrappedView.as_view())),
     path("api/t/ok/", transaction.atomic(WriteThenSucceedView.as_view())),
     path("api/t/crash/", CrashView.as_view()),
     path("api/t/validate/", ValidationView.as_view()),
@@ -93,13 +84,6 @@ def test_service_error_in_atomic_view_rolls_back_and_renders_402(client):
     assert body["needed"] == "5.000"  # extension member
     assert body["instance"] == "/api/t/inner/"
     assert not AuditEvent.objects.filter(action="test.inner_write").exists()
-
-
-@pytest.mark.urls(THIS)
-def test_service_error_rolls_back_the_transaction_around_the_view(client):
-    response = client.post("/api/t/outer/")
-    assert_problem(response, status=402, code="insufficient_credits")
-    assert not AuditEvent.objects.filter(action="test.outer_write").exists()
 
 
 @pytest.mark.urls(THIS)

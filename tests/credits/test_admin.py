@@ -364,7 +364,8 @@ def test_release_action_releases_open_holds_as_the_admin_and_skips_resolved_ones
     assert (release.actor, release.reason) == (superuser, "released by admin")
     busy_account.refresh_from_db()
     assert busy_account.held == 0
-    assert AuditEvent.objects.filter(action="credits.hold_released", actor=superuser).count() == 1
+    audit = AuditEvent.objects.get(action="credits.hold_released")
+    assert (audit.actor, audit.target_id) == (superuser, str(open_hold.pk))
 
 
 def test_release_action_twice_releases_once(staff_client, busy_account):
@@ -409,3 +410,50 @@ def test_settle_action_posts_the_settlement_entry_once(staff_client, superuser, 
     entry = LedgerEntry.objects.get(account=busy_account, kind=EntryKind.OVERAGE)
     assert (entry.balance_delta, entry.actor) == (D(20), superuser)
     assert record.settlement_entry == entry
+    audit = AuditEvent.objects.get(action="overage.settled")
+    assert (audit.actor, audit.target_id) == (superuser, str(record.pk))
+    assert audit.data == {"credits": "20.000", "entry": entry.pk}
+
+
+class AuditDown(Exception):
+    pass
+
+
+@pytest.fixture
+def audit_fails(monkeypatch):
+    from credits import services
+
+    def fail(**kwargs):
+        raise AuditDown("audit table unavailable")
+
+    monkeypatch.setattr(services, "audit_record", fail)
+
+
+def test_release_action_whose_audit_row_fails_releases_nothing(
+    staff_client, busy_account, audit_fails
+):
+    hold = CreditHold.objects.get(key="job-open")
+    with pytest.raises(AuditDown):
+        staff_client.post(
+            url(CreditHold, "changelist"),
+            {"action": "release_selected_holds", "_selected_action": [hold.pk]},
+        )
+    hold.refresh_from_db()
+    assert hold.status == HoldStatus.HELD
+    assert not LedgerEntry.objects.filter(hold=hold, kind=EntryKind.RELEASE).exists()
+    busy_account.refresh_from_db()
+    assert busy_account.held == D(5)
+
+
+def test_settle_action_whose_audit_row_fails_settles_nothing(
+    staff_client, busy_account, audit_fails
+):
+    record = OverageRecord.objects.get(account=busy_account)
+    with pytest.raises(AuditDown):
+        staff_client.post(
+            url(OverageRecord, "changelist"),
+            {"action": "settle_selected", "_selected_action": [record.pk]},
+        )
+    record.refresh_from_db()
+    assert (record.status, record.settlement_entry_id) == (OverageStatus.OPEN, None)
+    assert not LedgerEntry.objects.filter(account=busy_account, kind=EntryKind.OVERAGE).exists()

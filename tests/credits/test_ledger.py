@@ -8,7 +8,7 @@ from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
 from config.errors import IdempotencyConflict, InsufficientCredits, ValidationError
-from credits import ledger
+from credits import ledger, selectors, services
 from credits.models import (
     CreditAccount,
     CreditGrant,
@@ -171,6 +171,24 @@ def test_release_gives_back_exactly_what_the_hold_took():
     assert (account.balance, account.held) == (D(57), 0)
 
 
+def test_partial_capture_gives_back_the_unfunded_part_first_then_in_reverse_burn_down():
+    account = make_account(plan="starter", credits=0)  # overage allowed down to -500
+    promo = _grant(account, "10", key="promo", source="promo")  # priority 10: drawn first
+    purchase = _grant(account, "20", key="purchase")  # priority 40: drawn second
+    hold = ledger.hold_create(account=account, amount="35", key="job")  # 10 + 20 + 5 unfunded
+    assert hold.unfunded == D(5)
+
+    ledger.hold_capture(hold=hold, amount="12")  # 23 go back: 5 unfunded, 18 to the purchase
+
+    release = LedgerEntry.objects.get(hold=hold, kind=EntryKind.RELEASE)
+    given = dict(release.allocations.values_list("grant_id", "amount"))
+    assert given == {None: D(5), purchase.pk: D(18)}
+    assert CreditGrant.objects.get(pk=promo.pk).remaining == 0
+    assert CreditGrant.objects.get(pk=purchase.pk).remaining == D(18)
+    account = _fresh(account)
+    assert (account.balance, account.held) == (D(18), 0)
+
+
 def test_a_hold_resolves_at_most_once():
     account = make_account(credits="100")
     hold = ledger.hold_create(account=account, amount="30", key="job")
@@ -197,7 +215,7 @@ def test_credits_returned_to_an_expired_grant_expire_at_once():
     grant = _grant(account, "10", key="p", source="promo", expires_in=timedelta(hours=1))
     hold = ledger.hold_create(account=account, amount="4", key="job")
     later = timezone.now() + timedelta(hours=2)
-    ledger.grants_expire_due(now=later)  # expires the 6 left
+    services.grants_expire_due(now=later)  # expires the 6 left
     ledger.hold_release(hold=hold, now=later)  # the 4 come back, and expire too
     grant.refresh_from_db()
     assert grant.remaining == 0
@@ -215,8 +233,8 @@ def test_stale_holds_are_released_by_the_periodic_sweep_once():
     fresh = ledger.hold_create(
         account=account, amount="10", key="running", expires_at=now + timedelta(hours=5)
     )
-    assert ledger.holds_release_stale(now=now + timedelta(minutes=10)) == 1
-    assert ledger.holds_release_stale(now=now + timedelta(minutes=10)) == 0
+    assert services.holds_release_stale(now=now + timedelta(minutes=10)) == 1
+    assert services.holds_release_stale(now=now + timedelta(minutes=10)) == 0
     assert CreditHold.objects.get(pk=stale.pk).status == HoldStatus.EXPIRED
     assert CreditHold.objects.get(pk=fresh.pk).status == HoldStatus.HELD
     assert _fresh(account).held == D(10)
@@ -243,7 +261,7 @@ def test_overage_plan_goes_negative_down_to_its_cap_and_no_further():
         ledger.hold_create(account=account, amount="0.001", key="b")
     hold = CreditHold.objects.get(key="a")
     assert hold.unfunded == D(500)
-    assert ledger.unfunded_outstanding(account=account) == D(500)
+    assert selectors.unfunded_outstanding(account=account) == D(500)
 
 
 # --- Adjustments ------------------------------------------------------------------------------
@@ -256,7 +274,7 @@ def test_negative_adjustment_draws_in_burn_down_order_and_may_go_unfunded():
     )
     assert entry.balance_delta == D(-15)
     assert _fresh(account).balance == D(-5)
-    assert ledger.unfunded_outstanding(account=account) == D(5)
+    assert selectors.unfunded_outstanding(account=account) == D(5)
     unfunded = EntryAllocation.objects.get(entry=entry, grant__isnull=True)
     assert unfunded.amount == D(-5)
 

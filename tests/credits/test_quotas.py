@@ -1,26 +1,24 @@
 """Quotas at acceptance (`credits.services.spend_authorize`), in the spec's order, each with its
-code: API access (403 permission_denied), rate limit per key (429 rate_limited), daily cap and
-concurrent jobs (429 quota_exceeded with a reason), credits (402 insufficient_credits).
+code: API access (403 permission_denied), daily cap and concurrent jobs (429 quota_exceeded with
+a reason), credits (402 insufficient_credits). The rate limit per key (429 rate_limited) is the
+API layer's throttle (tests/config/test_throttling.py, tests/generations/test_api.py).
 A refusal writes nothing; replaying an accepted key returns its hold."""
 
 from __future__ import annotations
 
 from datetime import timedelta
 from decimal import Decimal as D
-from types import SimpleNamespace
 
 import pytest
 from django.utils import timezone
 
 from accounts import services as account_services
 from accounts.models import Organization, Plan
-from config.api import throttling
 from config.errors import (
     IdempotencyConflict,
     InsufficientCredits,
     PermissionDenied,
     QuotaExceeded,
-    RateLimited,
     ServiceError,
 )
 from credits import ledger
@@ -29,12 +27,6 @@ from credits.services import spend_authorize
 from tests.factories import account_of, make_org
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def _frozen_rate_window(monkeypatch):
-    """One fixed minute window, so a minute boundary can't split the counted calls."""
-    monkeypatch.setattr(throttling, "time", SimpleNamespace(time=lambda: 1_800_000_030.0))
 
 
 def authorize(org, amount="1", key="job", **kwargs):
@@ -95,19 +87,7 @@ def test_the_same_plan_may_submit_from_the_web_ui(free):
     assert hold.status == HoldStatus.HELD
 
 
-def test_rate_limit_per_api_key_refuses_past_the_plans_limit(starter):
-    set_plan(starter, api_rate_limit_per_min=2, max_concurrent_jobs=None)
-    key = new_key(starter)
-    authorize(starter, key="a", api_key=key, check_rate_limit=True)
-    authorize(starter, key="b", api_key=key, check_rate_limit=True)
-    error = refused(starter, RateLimited, key="c", api_key=key, check_rate_limit=True)
-    assert (error.code, error.status_code) == ("rate_limited", 429)
-    assert int(error.headers["Retry-After"]) >= 1
-    # Another key of the same organization has its own window.
-    authorize(starter, key="d", api_key=new_key(starter), check_rate_limit=True)
-
-
-def test_rate_limit_is_not_counted_twice_when_the_caller_already_counted(starter):
+def test_the_rate_limit_is_left_to_the_api_layer(starter):
     set_plan(starter, api_rate_limit_per_min=1, max_concurrent_jobs=None)
     key = new_key(starter)
     for i in range(3):  # the API layer's throttle counted these requests already
@@ -167,26 +147,26 @@ def test_credits_with_overage_go_down_to_the_cap_and_no_further(starter):
 
 
 def test_when_every_limit_is_hit_the_first_in_spec_order_is_reported(starter):
-    set_plan(starter, api_rate_limit_per_min=1, daily_generation_cap=1, max_concurrent_jobs=1)
+    set_plan(starter, daily_generation_cap=1, max_concurrent_jobs=1)
     key = new_key(starter)
-    # One job that uses the whole minute's rate, the day's cap, the one slot and every credit.
-    authorize(starter, amount="1000", key="everything", api_key=key, check_rate_limit=True)
+    # One job that uses the day's cap, the one slot and every credit.
+    authorize(starter, amount="1000", key="everything", api_key=key)
 
-    # API access, rate limit, daily cap, concurrent jobs and credits are all exhausted now.
+    # API access, daily cap, concurrent jobs and credits are all exhausted now.
     set_plan(starter, api_access=False)
-    error = refused(starter, PermissionDenied, key="x", api_key=key, check_rate_limit=True)
+    error = refused(starter, PermissionDenied, key="x", api_key=key)
     assert error.extra["reason"] == "api_access"
 
     set_plan(starter, api_access=True)
-    refused(starter, RateLimited, key="x", api_key=key, check_rate_limit=True)
-
     error = refused(starter, QuotaExceeded, key="x", api_key=key)
     assert error.extra["reason"] == "daily_generation_cap"
 
-    error = refused(starter, QuotaExceeded, key="x", api_key=key, daily_count=0)
+    set_plan(starter, daily_generation_cap=None)
+    error = refused(starter, QuotaExceeded, key="x", api_key=key)
     assert error.extra["reason"] == "concurrent_jobs"
 
-    refused(starter, InsufficientCredits, key="x", api_key=key, daily_count=0, concurrent_count=0)
+    set_plan(starter, max_concurrent_jobs=None)
+    refused(starter, InsufficientCredits, key="x", api_key=key)
 
 
 def test_daily_cap_is_reported_before_concurrent_jobs_and_credits_on_free(free):

@@ -22,7 +22,7 @@ from hypothesis.stateful import (
 )
 
 from config.errors import InsufficientCredits
-from credits import ledger
+from credits import ledger, services
 from credits.models import DEFAULT_PRIORITY, CreditAccount, CreditGrant
 from credits.selectors import ledger_drift
 from tests.factories import account_of, make_org
@@ -131,7 +131,7 @@ class LedgerMachine(RuleBasedStateMachine):
         self.account = account_of(org)
         # Start from an empty account: expire the plan grant into the past of our clock.
         self.now = self.account.organization.subscription.current_period_end + timedelta(days=1)
-        ledger.grants_expire_due(now=self.now)
+        services.grants_expire_due(now=self.now)
         ledger.account_set_overage_limit(account=self.account, overage_limit=D(25))
         self.model = LedgerModel(overage_limit=D(25))
         self.model.balance = CreditAccount.objects.get(pk=self.account.pk).balance
@@ -223,7 +223,7 @@ class LedgerMachine(RuleBasedStateMachine):
     @rule(minutes=st.integers(min_value=1, max_value=20))
     def expire(self, minutes):
         self.tick(minutes)
-        ledger.grants_expire_due(now=self.now)
+        services.grants_expire_due(now=self.now)
         self.model.expire(self.now)
 
     @rule(amount=amounts, negative=st.booleans())

@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from accounts.models import AuditEvent, User
 from credits.models import EntryKind, HoldStatus, LedgerEntry
-from generations import services
+from generations import selectors, services
 from generations.models import AIModel, CreditRate, Job, JobEvent, JobStatus
 from tests.factories import account_of, make_ai_model, make_org, make_pool
 
@@ -129,7 +129,7 @@ def test_setting_a_new_price_creates_a_version_with_who_and_why(staff_client, su
     )
     assert response.status_code == 302, response.context["adminform"].form.errors
     assert sdxl.rates.count() == 2
-    rate = services.rate_current(model=sdxl)
+    rate = selectors.rate_current(model=sdxl)
     assert (rate.credits, rate.set_by, rate.reason) == (D("7.5"), superuser, "GPU prices went up")
     old = sdxl.rates.order_by("effective_from").first()
     assert (old.credits, old.reason) == (D(5), "test price")  # history is kept
@@ -190,7 +190,7 @@ def test_adding_a_model_sets_its_first_price_through_the_service(staff_client, s
     response = staff_client.post(url(AIModel, "add"), data)
     assert response.status_code == 302, response.context["adminform"].form.errors
     model = AIModel.objects.get(slug="flux")
-    rate = services.rate_current(model=model)
+    rate = selectors.rate_current(model=model)
     assert (rate.credits, rate.set_by, rate.reason) == (D(3), superuser, "launch price")
     # An active model without a price is refused.
     missing = staff_client.post(
@@ -230,7 +230,7 @@ def test_adding_a_credit_rate_goes_through_the_service(staff_client, superuser, 
         url(CreditRate, "add"), {"model": sdxl.pk, "credits": "4.5", "reason": "promo"}
     )
     assert response.status_code == 302, response.context["adminform"].form.errors
-    rate = services.rate_current(model=sdxl)
+    rate = selectors.rate_current(model=sdxl)
     assert (rate.credits, rate.set_by, rate.reason) == (D("4.5"), superuser, "promo")
     assert AuditEvent.objects.filter(action="credit_rate.set", target_id=str(rate.pk)).exists()
 
@@ -251,9 +251,9 @@ def test_a_future_rate_can_be_scheduled_but_history_is_never_rewritten(staff_cli
         )
         assert (response.status_code == 302) is ok
     assert sdxl.rates.count() == 2
-    assert services.rate_current(model=sdxl).credits == D(5)  # not yet in force
+    assert selectors.rate_current(model=sdxl).credits == D(5)  # not yet in force
     later = timezone.now() + timedelta(days=8)
-    assert services.rate_current(model=sdxl, now=later).credits == D(8)
+    assert selectors.rate_current(model=sdxl, now=later).credits == D(8)
 
 
 # --- Jobs ---------------------------------------------------------------------------------------

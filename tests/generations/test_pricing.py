@@ -16,7 +16,7 @@ from django.urls import reverse
 
 from accounts.models import AuditEvent, User
 from config.errors import ValidationError
-from generations import pricing, services
+from generations import pricing, selectors, services
 from generations.models import AIModel, CreditRate, PricingPolicy
 from tests.infra_costs.conftest import DATA
 
@@ -209,12 +209,12 @@ def test_apply_creates_versions_with_reason_and_is_idempotent(example):
         "model-a": "2361.000",
         "model-b": "5720.000",
     }
-    a_rate = services.rate_current(model=example["model-a"])
+    a_rate = selectors.rate_current(model=example["model-a"])
     assert a_rate.credits == D("2361")
     assert a_rate.set_by is None
     assert a_rate.reason.startswith("suggest_prices: 2361 credits from 14.163158 USD/generation")
     assert "2026-01-05 → 2026-01-08" in a_rate.reason and "was 10" in a_rate.reason
-    assert services.rate_current(model=example["model-b"]).credits == D("5720")
+    assert selectors.rate_current(model=example["model-b"]).credits == D("5720")
     events = AuditEvent.objects.filter(action="credit_rate.set", data__model="model-a")
     assert events.latest("id").data["to"] == "2361.000"
     versions = CreditRate.objects.count()

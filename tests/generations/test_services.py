@@ -90,6 +90,31 @@ def test_cancel_releases_a_queued_job_and_the_worker_then_skips_it():
     assert LedgerEntry.objects.filter(hold=job.hold, kind=EntryKind.RELEASE).count() == 1
 
 
+def test_a_cancel_with_audit_by_writes_its_audit_row_in_the_same_transaction(monkeypatch):
+    from accounts.models import AuditEvent
+    from generations.services import cancel
+
+    org = make_org(plan="starter")
+    make_ai_model()
+    job, _ = submit(org)
+
+    def broken(**kwargs):
+        raise RuntimeError("audit store down")
+
+    monkeypatch.setattr(cancel, "audit_record", broken)
+    with pytest.raises(RuntimeError):
+        services.generation_cancel(job=job, audit_by="admin")
+    job.refresh_from_db()
+    assert job.status == JobStatus.QUEUED and account_of(org).held == job.credits_held  # undone
+    monkeypatch.undo()
+    services.generation_cancel(job=job, audit_by="admin")
+    (event,) = AuditEvent.objects.filter(action="generation.cancelled", target_id=str(job.pk))
+    assert event.data == {"released": str(job.credits_held), "by": "admin"}
+    other, _ = submit(org, params={"prompt": "another"})
+    services.generation_cancel(job=other)  # a customer's cancel: the status log only
+    assert not AuditEvent.objects.filter(target_id=str(other.pk)).exists()
+
+
 def test_running_jobs_cannot_be_cancelled():
     org = make_org(plan="starter")
     make_ai_model()

@@ -102,6 +102,33 @@ class World:
         )
 
 
+def reference_from_db(start: str, end: str, *, timezone: str = "UTC", **kwargs) -> dict:
+    """The reference report of whatever the database holds (e.g. after the import commands)."""
+    rates = [
+        reference.Rate(r.pool.slug, Fraction(r.hourly_rate_usd), r.effective_from)
+        for r in PoolRate.objects.select_related("pool")
+    ]
+    uptime = [
+        reference.Uptime(u.node.name, u.pool.slug, u.started_at, u.ended_at)
+        for u in UptimeInterval.objects.select_related("node", "pool")
+    ]
+    jobs = [
+        reference.Job(
+            r.external_id,
+            r.model_slug,
+            r.node.name,
+            r.pool.slug,
+            r.started_at,
+            r.finished_at,
+            r.status,
+        )
+        for r in GpuRun.objects.filter(finished_at__isnull=False).select_related("node", "pool")
+    ]
+    return reference.report(
+        rates=rates, uptime=uptime, jobs=jobs, start=d(start), end=d(end), tz=timezone, **kwargs
+    )
+
+
 @pytest.fixture
 def world(db) -> World:
     return World()

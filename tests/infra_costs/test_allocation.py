@@ -1,5 +1,5 @@
-"""Hand-computed cases of spec §3's method. Every case runs on both engines (set-based SQL and
-the Python fallback) and is checked against the reference implementation too."""
+"""Hand-computed cases of spec §3's method. Every case runs on the set-based SQL engine and is
+checked against the reference implementation (the oracle, tests/infra_costs/reference.py) too."""
 
 from __future__ import annotations
 
@@ -11,14 +11,10 @@ import pytest
 from infra_costs.registry import set_external_costs_provider
 from tests.infra_costs.conftest import assert_matches_reference, model_row, pool_row
 
-ENGINES = ["sql", "python"]
-
 
 def both(world, start, end, **kwargs) -> dict:
-    """The report from the SQL engine, after checking the Python engine gives the same."""
-    sql = world.report(start, end, engine="sql", **kwargs)
-    python = world.report(start, end, engine="python", **kwargs)
-    assert sql == python
+    """The report from the SQL engine, after checking it against the reference."""
+    sql = world.report(start, end, **kwargs)
     ref_kwargs = {k: v for k, v in kwargs.items() if k in ("window", "timezone", "idle_policy")}
     assert_matches_reference(sql, world.reference(start, end, **ref_kwargs))
     fully = sum(Decimal(m["fully_loaded_cost_usd"]) for m in sql["models"])
@@ -261,9 +257,8 @@ def test_rounding_keeps_the_invariant_exact(world):
     assert sum(Fraction(s) for s in shares) == 1
 
 
-@pytest.mark.parametrize("engine", ENGINES)
-def test_empty_period(world, engine):
-    r = world.report("2026-01-05", "2026-01-06", engine=engine)
+def test_empty_period(world):
+    r = world.report("2026-01-05", "2026-01-06")
     assert r["pools"] == [] and r["models"] == [] and r["warnings"] == []
     assert r["totals"] == {
         "infra_cost_usd": "0.000000",
@@ -278,7 +273,7 @@ def test_empty_period(world, engine):
 def test_concurrent_busy_pass_on_a_second_connection(monkeypatch):
     """Outside a transaction the busy pass runs on a helper connection that imports the
     report transaction's snapshot; it gives exactly what the in-transaction path gives."""
-    from infra_costs import allocation
+    from infra_costs.allocation import sql, unit_cost_report
     from tests.infra_costs.conftest import World, d
 
     world = World()
@@ -286,14 +281,12 @@ def test_concurrent_busy_pass_on_a_second_connection(monkeypatch):
     world.up("n", "2026-01-05 00:00", "2026-01-05 02:00", pool="p")
     world.job("n", "2026-01-05 00:30", "2026-01-05 03:00", model="a")
     calls = []
-    helper = allocation._helper_busy
-    monkeypatch.setattr(
-        allocation, "_helper_busy", lambda *a, **k: calls.append(1) or helper(*a, **k)
-    )
-    concurrent = allocation.unit_cost_report(d("2026-01-05"), d("2026-01-06"))
+    helper = sql._helper_busy
+    monkeypatch.setattr(sql, "_helper_busy", lambda *a, **k: calls.append(1) or helper(*a, **k))
+    concurrent = unit_cost_report(d("2026-01-05"), d("2026-01-06"))
     assert calls == [1]
-    monkeypatch.setattr(allocation, "_helper_busy", lambda *a, **k: 1 / 0)  # falls back
-    fallback = allocation.unit_cost_report(d("2026-01-05"), d("2026-01-06"))
+    monkeypatch.setattr(sql, "_helper_busy", lambda *a, **k: 1 / 0)  # falls back
+    fallback = unit_cost_report(d("2026-01-05"), d("2026-01-06"))
     assert concurrent == fallback
     assert pool_row(concurrent, "p")["busy_hours"] == "1.500000"
     assert concurrent["warnings"][0]["seconds"] == "3600.000000"

@@ -8,20 +8,13 @@ import io
 import pytest
 from django.core.management import CommandError, call_command
 
-from infra_costs import imports
+from infra_costs import services
+from infra_costs.imports import ImportRefused
 from infra_costs.models import GpuRun, Node, NodePool, PoolRate, UptimeInterval
 from infra_costs.signals import runs_imported
 from tests.infra_costs.conftest import DATA
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True, params=["copy", "orm"])
-def import_path(request, monkeypatch):
-    """Every test runs on PostgreSQL's COPY path and on the ORM path SQLite takes."""
-    if request.param == "orm":
-        monkeypatch.setattr(imports, "_use_copy", lambda: False)
-    return request.param
 
 
 POOLS = "pool,gpu_type,hourly_rate_usd,effective_from\n"
@@ -215,8 +208,8 @@ def test_runs_imported_signal(tmp_path):
 
 
 def test_services_accept_rows_and_key_errors_by_index():
-    imports.import_pools(
-        [
+    services.pools_import(
+        rows=[
             {
                 "pool": "p",
                 "gpu_type": "L4",
@@ -225,9 +218,9 @@ def test_services_accept_rows_and_key_errors_by_index():
             }
         ]
     )
-    with pytest.raises(imports.ImportRefused) as exc:
-        imports.import_uptime(
-            [
+    with pytest.raises(ImportRefused) as exc:
+        services.uptime_import(
+            rows=[
                 {
                     "node": "a",
                     "pool": "p",
@@ -259,7 +252,7 @@ def test_stdin_and_missing_file(tmp_path, monkeypatch):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_large_job_file_is_bulk_imported(tmp_path, import_path):
+def test_large_job_file_is_bulk_imported(tmp_path):
     """20,000 rows through COPY; a second run finds them all present."""
     load_example(tmp_path)
     rows = [JOBS]

@@ -17,6 +17,7 @@ from django.test import Client
 from accounts.models import User
 from generations import services
 from generations.models import AIModel, CreditRate
+from generations.selectors import rate_current
 from infra_costs import report as report_render
 from infra_costs import selectors
 from infra_costs.allocation import unit_cost_report
@@ -316,7 +317,7 @@ def test_pricing_apply_creates_a_version_with_the_staff_user(staff_client, staff
     form = {"model": "model-a", "expected": "2361.000", "reason": "Q1 review: idle included"}
     response = staff_client.post(APPLY, {**form, **EXAMPLE, "timezone": "UTC"}, follow=True)
     assert response.status_code == 200
-    rate = services.rate_current(model=example["model-a"])
+    rate = rate_current(model=example["model-a"])
     assert rate.credits == D(2361) and rate.set_by == staff
     assert rate.reason == "Q1 review: idle included"
     assert "model-a now costs 2361 credits per generation (was 10)" in response.content.decode()

@@ -6,13 +6,14 @@ import time
 
 from django.core.management.base import BaseCommand, CommandError
 
-from infra_costs import imports
+from infra_costs import services
+from infra_costs.imports import ImportRefused, open_csv
+from infra_costs.imports.results import rows_word
 from infra_costs.progress import Progress
 
 
 class ImportCommand(BaseCommand):
     kind = ""  # pools | uptime | jobs
-    columns: tuple[str, ...] = ()
 
     def add_arguments(self, parser):
         parser.add_argument("file", metavar="FILE", help="CSV file (`-` reads standard input).")
@@ -27,24 +28,26 @@ class ImportCommand(BaseCommand):
         )
 
     def handle(self, *args, **options):
-        importer = imports.IMPORTERS[self.kind]
+        importer = services.CSV_IMPORTS[self.kind]
         progress = Progress(
             f"import_{self.kind}", stream=self.stderr._out, enabled=not options["no_progress"]
         )
         started = time.monotonic()
         try:
-            stream = imports.open_csv(options["file"])
+            stream = open_csv(options["file"])
         except OSError as exc:
             raise CommandError(f"Cannot read {options['file']}: {exc.strerror}") from None
         try:
             with stream:
-                result = importer(stream, skip_invalid=options["skip_invalid"], progress=progress)
-        except imports.ImportRefused as exc:
+                result = importer(
+                    stream=stream, skip_invalid=options["skip_invalid"], progress=progress
+                )
+        except ImportRefused as exc:
             progress.close()
             for line in exc.result.error_lines():
                 self.stderr.write(line)
             raise CommandError(
-                f"refused: {exc.result.invalid} invalid {_rows(exc.result.invalid)} — "
+                f"refused: {exc.result.invalid} invalid {rows_word(exc.result.invalid)} — "
                 "nothing was imported (fix them, or use --skip-invalid)"
             ) from None
         progress.close()
@@ -52,7 +55,3 @@ class ImportCommand(BaseCommand):
             self.stderr.write(f"skipped {line}")
         elapsed = time.monotonic() - started
         self.stdout.write(f"{result.summary()} ({elapsed:.1f} s)")
-
-
-def _rows(n: int) -> str:
-    return "row" if n == 1 else "rows"

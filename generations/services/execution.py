@@ -1,0 +1,246 @@
+"""Execution: a worker runs one job (the Celery task's body).
+
+Celery delivers at least once, so every step is idempotent: a job moves `queued → running`
+once per attempt under a row lock (the claim), runs outside any transaction while a heartbeat
+renews its lease, and is charged (captured) or released exactly once, in the same transaction
+as its terminal status (the finish).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.utils import timezone
+
+from credits.services import hold_capture, hold_release
+from generations.backends import BackendError, RunRequest, get_backend
+from generations.models import Job, JobStatus
+from generations.services.events import job_event_add
+from infra_costs import services as infra_costs_services
+from infra_costs.models import RunStatus
+
+logger = logging.getLogger(__name__)
+
+
+def run_external_id(job: Job, attempt: int) -> str:
+    """The GPU-run id of one attempt of a job (infra_costs knows jobs only by this id)."""
+    return str(job.pk) if attempt <= 1 else f"{job.pk}#{attempt}"
+
+
+def _lease(now: datetime) -> datetime:
+    return now + timedelta(seconds=settings.GENERATIONS_LEASE_S)
+
+
+def _claim(job_id, *, worker: str, now: datetime):
+    """Under the row lock: move the job to running (a new attempt) or say why not."""
+    job = (
+        Job.objects.select_for_update(of=("self",))
+        .select_related("model", "model__pool")
+        .filter(pk=job_id)
+        .first()
+    )
+    if job is None:
+        return None, "missing"
+    if job.status == JobStatus.RUNNING:
+        if job.lease_expires_at is None or job.lease_expires_at > now:
+            return None, "running elsewhere"
+        # The worker running it is gone (its lease lapsed): this delivery takes over.
+        infra_costs_services.gpu_run_finish(
+            external_id=run_external_id(job, job.attempts),
+            status=RunStatus.FAILED,
+            finished_at=now,
+        )
+        if job.attempts >= settings.GENERATIONS_MAX_ATTEMPTS:
+            job_fail(
+                job,
+                code="worker_lost",
+                message="The GPU worker was lost repeatedly.",
+                customer_fault=False,
+                now=now,
+                worker=worker,
+            )
+            return None, "gave up"
+        job_event_add(
+            job,
+            JobStatus.RUNNING,
+            at=now,
+            worker=worker,
+            message="restarted: the previous worker was lost",
+        )
+    elif job.status != JobStatus.QUEUED:
+        return None, f"already {job.status}"
+    backend = get_backend(job.model.backend)
+    request = RunRequest(
+        job_id=str(job.pk),
+        model_slug=job.model.slug,
+        pool_slug=job.model.pool.slug,
+        params=job.params,
+        backend_config=job.model.backend_config or {},
+        timeout_s=job.model.max_runtime_s,
+    )
+    try:
+        node = backend.pick_node(request)
+    except BackendError as exc:  # e.g. no node configured for the pool: fail, don't loop
+        job_fail(
+            job, code=exc.code, message=exc.message, customer_fault=False, now=now, worker=worker
+        )
+        return None, "failed"
+    job.status = JobStatus.RUNNING
+    job.attempts += 1
+    job.node = node
+    job.started_at = now
+    job.lease_expires_at = _lease(now)
+    job.save(update_fields=["status", "attempts", "node", "started_at", "lease_expires_at"])
+    if job.attempts == 1:
+        job_event_add(job, JobStatus.RUNNING, at=now, worker=worker, message=f"started on {node}")
+    infra_costs_services.gpu_run_start(
+        external_id=run_external_id(job, job.attempts),
+        model_slug=job.model.slug,
+        pool=job.model.pool,
+        node_name=node,
+        started_at=now,
+    )
+    return (job, backend, request), "claimed"
+
+
+class _Heartbeat:
+    """Extends a running job's lease while its backend call blocks, so a dead worker is
+    noticed within GENERATIONS_LEASE_S and a live slow one never is."""
+
+    def __init__(self, job_id, attempt: int):
+        self.job_id, self.attempt = job_id, attempt
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._beat, daemon=True)
+
+    def _beat(self) -> None:
+        interval = max(0.5, settings.GENERATIONS_LEASE_S / 3)
+        try:
+            while not self.stop.wait(interval):
+                Job.objects.filter(
+                    pk=self.job_id, status=JobStatus.RUNNING, attempts=self.attempt
+                ).update(lease_expires_at=_lease(timezone.now()))
+        finally:
+            connection.close()
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join(timeout=5)
+
+
+def generation_run(*, job_id, worker: str = "") -> str:
+    """Run one job (the Celery task's body). Safe to call any number of times for one job:
+    only a queued job (or a running one whose worker is gone) is run, and its outcome is
+    recorded only by the attempt that claimed it. Returns what happened."""
+    with transaction.atomic(durable=True):
+        claimed, why = _claim(job_id, worker=worker, now=timezone.now())
+    if claimed is None:
+        return why
+    job, backend, request = claimed
+    attempt = job.attempts
+    outcome = None
+    error: BackendError | None = None
+    with _Heartbeat(job.pk, attempt):
+        try:
+            outcome = backend.run(request, node=job.node)
+        except BackendError as exc:
+            error = exc
+        except Exception as exc:  # a bug or a time limit: not the customer's fault
+            logger.exception("Backend crashed on job %s", job.pk)
+            error = BackendError(f"Internal error: {exc.__class__.__name__}", code="internal_error")
+    return _finish(job.pk, attempt=attempt, outcome=outcome, error=error, worker=worker)
+
+
+@transaction.atomic(durable=True)
+def _finish(job_id, *, attempt: int, outcome, error: BackendError | None, worker: str) -> str:
+    now = timezone.now()
+    job = Job.objects.select_for_update(of=("self",)).select_related("model").get(pk=job_id)
+    if job.status != JobStatus.RUNNING or job.attempts != attempt:
+        return "stale"  # the reaper or another attempt decided meanwhile
+    if error is None:
+        finished = min(outcome.finished_at or now, now)
+        job.status = JobStatus.SUCCEEDED
+        job.result = outcome.output
+        job.finished_at = now
+        job.lease_expires_at = None
+        if job.hold_id:
+            hold_capture(hold=job.hold, now=now)
+        job.credits_charged = job.credits_held
+        job.save(
+            update_fields=["status", "result", "finished_at", "lease_expires_at", "credits_charged"]
+        )
+        infra_costs_services.gpu_run_finish(
+            external_id=run_external_id(job, attempt),
+            status=RunStatus.SUCCEEDED,
+            finished_at=finished,
+            started_at=outcome.started_at,
+        )
+        job_event_add(
+            job,
+            JobStatus.SUCCEEDED,
+            at=now,
+            worker=worker,
+            message=f"charged {job.credits_charged} credits",
+        )
+        return "succeeded"
+    job_fail(
+        job,
+        code=error.code,
+        message=error.message,
+        customer_fault=error.customer_fault,
+        now=now,
+        worker=worker,
+    )
+    infra_costs_services.gpu_run_finish(
+        external_id=run_external_id(job, attempt),
+        status=RunStatus.FAILED,
+        finished_at=min(error.finished_at or now, now),
+        started_at=error.started_at,
+    )
+    return "failed"
+
+
+def job_fail(
+    job: Job, *, code: str, message: str, customer_fault: bool, now: datetime, worker: str = ""
+) -> None:
+    """Terminal failure of a job locked by the caller, in the caller's transaction: charged
+    when it is the customer's fault, released otherwise."""
+    job.status = JobStatus.FAILED
+    job.error = message[:1000]
+    job.error_code = code[:64]
+    job.finished_at = now
+    job.lease_expires_at = None
+    if job.hold_id:
+        if customer_fault:
+            hold_capture(hold=job.hold, now=now)
+            job.credits_charged = job.credits_held
+        else:
+            hold_release(hold=job.hold, reason=f"job failed: {code}", now=now)
+            job.credits_charged = Decimal(0)
+    else:
+        job.credits_charged = Decimal(0)
+    job.save(
+        update_fields=[
+            "status",
+            "error",
+            "error_code",
+            "finished_at",
+            "lease_expires_at",
+            "credits_charged",
+        ]
+    )
+    job_event_add(
+        job,
+        JobStatus.FAILED,
+        at=now,
+        worker=worker,
+        message=f"{code}: {message}" + (" (charged)" if customer_fault else " (released)"),
+    )

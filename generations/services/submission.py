@@ -1,0 +1,291 @@
+"""Submission: validate a request, apply the quotas, hold the pinned price, create the job
+`queued` (idempotently, per Idempotency-Key) and publish it to its pool's queue on commit."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import uuid
+from datetime import datetime, timedelta
+
+import jsonschema
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from accounts.models import APIKey, Organization, QueuePriority, User
+from config.errors import IdempotencyConflict, ServerBusy, ValidationError
+from credits.services import hold_capture, spend_authorize
+from generations.models import AIModel, Job, JobStatus
+from generations.selectors import model_params_schema, rate_current
+from generations.services.events import job_event_add
+
+logger = logging.getLogger(__name__)
+
+# Redis priorities: lower numbers are served first.
+PRIORITY_BY_TIER = {
+    QueuePriority.DEDICATED: 0,
+    QueuePriority.HIGHEST: 1,
+    QueuePriority.HIGH: 3,
+    QueuePriority.NORMAL: 5,
+    QueuePriority.LOW: 8,
+}
+
+
+def queue_for_pool(pool_slug: str) -> str:
+    return f"gpu.{pool_slug}"
+
+
+# --- Parameters -------------------------------------------------------------------------------
+
+
+def params_validate(*, model: AIModel, params) -> dict:
+    """`params` against the model's JSON Schema, which always accepts `prompt` and `seed`."""
+    if not isinstance(params, dict):
+        raise ValidationError(
+            "params must be a JSON object.", errors={"params": ["Not an object."]}
+        )
+    validator = jsonschema.Draft202012Validator(model_params_schema(model))
+    problems = sorted(validator.iter_errors(params), key=lambda e: list(e.path))
+    if problems:
+        errors: dict[str, list[str]] = {}
+        for problem in problems:
+            path = ".".join(str(p) for p in problem.absolute_path)
+            errors.setdefault(f"params.{path}" if path else "params", []).append(problem.message)
+        first_field, first_messages = next(iter(errors.items()))
+        raise ValidationError(f"{first_field}: {first_messages[0]}", errors=errors)
+    return params
+
+
+def params_hash(params: dict) -> str:
+    canonical = json.dumps(params, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _fingerprint(model_slug: str, params: dict) -> str:
+    return hashlib.sha256(f"{model_slug}\n{params_hash(params)}".encode()).hexdigest()
+
+
+# --- Submission -------------------------------------------------------------------------------
+
+
+def _server_busy(*, organization: Organization, model: AIModel) -> None:
+    plan = organization.subscription.plan
+    if plan.queue_priority != QueuePriority.LOW or model.pool_id is None:
+        return
+    queued = Job.objects.filter(model__pool_id=model.pool_id, status=JobStatus.QUEUED).count()
+    if queued >= settings.GENERATIONS_FREE_TIER_MAX_QUEUED:
+        retry = settings.GENERATIONS_SERVER_BUSY_RETRY_AFTER_S
+        raise ServerBusy(
+            f"The {model.name} queue is full ({queued} jobs waiting). Retry in {retry} s, "
+            "or upgrade for priority access.",
+            headers={"Retry-After": str(retry)},
+        )
+
+
+def _cached_result(
+    *, organization: Organization, model: AIModel, phash: str, now: datetime
+) -> Job | None:
+    ttl = settings.GENERATIONS_RESULT_CACHE_TTL_S
+    if ttl <= 0:
+        return None
+    return (
+        Job.objects.filter(
+            organization=organization,
+            model=model,
+            params_hash=phash,
+            status=JobStatus.SUCCEEDED,
+            cached=False,
+            finished_at__gte=now - timedelta(seconds=ttl),
+        )
+        .order_by("-finished_at")
+        .first()
+    )
+
+
+def generation_submit(
+    *,
+    organization: Organization,
+    model_slug: str,
+    params,
+    api_key: APIKey | None = None,
+    user: User | None = None,
+    idempotency_key: str | None = None,
+    now: datetime | None = None,
+) -> tuple[Job, bool]:
+    """Accept a generation: validate, check quotas and hold the pinned price (one ledger
+    call), create the job `queued`, enqueue it on commit. Returns (job, created).
+
+    Same Idempotency-Key and same request → the same job (created False); same key with a
+    different request → IdempotencyConflict. A refusal writes nothing.
+    """
+    now = now or timezone.now()
+    if idempotency_key is not None:
+        idempotency_key = idempotency_key.strip()
+        if not idempotency_key or len(idempotency_key) > 255:
+            raise ValidationError(
+                "Idempotency-Key must be 1–255 characters.",
+                errors={"Idempotency-Key": ["1–255 characters."]},
+            )
+    if not isinstance(model_slug, str) or not model_slug:
+        raise ValidationError("model is required.", errors={"model": ["Required."]})
+    fingerprint = _fingerprint(model_slug, params if isinstance(params, dict) else {"_": params})
+    if idempotency_key is not None:
+        existing = Job.objects.filter(
+            organization=organization, idempotency_key=idempotency_key
+        ).first()
+        if existing is not None:
+            if existing.request_fingerprint != fingerprint:
+                raise IdempotencyConflict()
+            return existing, False
+    model = AIModel.objects.select_related("pool").filter(slug=model_slug, is_active=True).first()
+    if model is None:
+        raise ValidationError(f"Unknown model {model_slug!r}.", errors={"model": ["Unknown."]})
+    params = params_validate(model=model, params=params)
+    phash = params_hash(params)
+    if model.pool_id is None:
+        raise ValidationError(f"{model.name} has no GPU pool to run on.")
+
+    try:
+        with transaction.atomic(durable=True):
+            job = _accept(
+                organization=organization,
+                model=model,
+                params=params,
+                phash=phash,
+                api_key=api_key,
+                user=user,
+                idempotency_key=idempotency_key,
+                fingerprint=fingerprint,
+                now=now,
+            )
+    except IntegrityError:
+        # A concurrent request with the same Idempotency-Key won the unique constraint.
+        if idempotency_key is None:
+            raise
+        existing = Job.objects.get(organization=organization, idempotency_key=idempotency_key)
+        if existing.request_fingerprint != fingerprint:
+            raise IdempotencyConflict() from None
+        return existing, False
+    return job, True
+
+
+def _accept(
+    *, organization, model, params, phash, api_key, user, idempotency_key, fingerprint, now
+) -> Job:
+    job_id = uuid.uuid4()
+    base = {
+        "id": job_id,
+        "organization": organization,
+        "model": model,
+        "params": params,
+        "params_hash": phash,
+        "api_key": api_key,
+        "created_by": user if user is not None and user.is_authenticated else None,
+        "idempotency_key": idempotency_key,
+        "request_fingerprint": fingerprint,
+        "created_at": now,
+    }
+    source = _cached_result(organization=organization, model=model, phash=phash, now=now)
+    if source is not None:
+        return _accept_cached(
+            base=base,
+            source=source,
+            model=model,
+            organization=organization,
+            api_key=api_key,
+            now=now,
+        )
+
+    _server_busy(organization=organization, model=model)
+    rate = rate_current(model=model, now=now)
+    if rate is None:
+        raise ValidationError(f"{model.name} has no price yet.", errors={"model": ["No price."]})
+    hold = spend_authorize(
+        organization=organization,
+        amount=rate.credits,
+        key=f"job:{job_id}",
+        api_key=api_key,
+        metadata={
+            "model": model.slug,
+            "job": str(job_id),
+            "description": f"{model.name} generation",
+        },
+        now=now,
+    )
+    plan = organization.subscription.plan
+    job = Job.objects.create(
+        **base,
+        rate=rate,
+        hold=hold,
+        credits_held=hold.amount,
+        priority=PRIORITY_BY_TIER.get(plan.queue_priority, 5),
+        enqueued_at=now,
+    )
+    job_event_add(job, JobStatus.QUEUED, at=now, message=f"accepted at {rate.credits} credits")
+    transaction.on_commit(
+        lambda: enqueue(job_id=job.pk, pool_slug=model.pool.slug, priority=job.priority)
+    )
+    return job
+
+
+def _accept_cached(*, base, source: Job, model: AIModel, organization, api_key, now) -> Job:
+    price = model.cache_price_credits
+    hold = None
+    if price > 0:
+        hold = spend_authorize(
+            organization=organization,
+            amount=price,
+            key=f"job:{base['id']}",
+            api_key=api_key,
+            metadata={
+                "model": model.slug,
+                "job": str(base["id"]),
+                "cached": True,
+                "description": f"{model.name} generation (cached)",
+            },
+            now=now,
+        )
+        hold_capture(hold=hold, now=now)
+    job = Job.objects.create(
+        **base,
+        status=JobStatus.SUCCEEDED,
+        hold=hold,
+        credits_held=price,
+        credits_charged=price,
+        cached=True,
+        cached_from=source,
+        result=source.result,
+        started_at=now,
+        finished_at=now,
+    )
+    job_event_add(job, JobStatus.QUEUED, at=now, message="accepted")
+    job_event_add(
+        job, JobStatus.SUCCEEDED, at=now, message=f"served from the cache of job {source.pk}"
+    )
+    return job
+
+
+def enqueue(*, job_id, pool_slug: str, priority: int) -> bool:
+    """Publish the run task. A broker that is down leaves the job queued: the reaper publishes
+    it again later. Returns whether publishing worked."""
+    from generations.tasks import run_generation  # the tasks module imports the services
+
+    try:
+        run_generation.apply_async(
+            args=[str(job_id)],
+            queue=queue_for_pool(pool_slug),
+            priority=priority,
+            retry=True,
+            retry_policy={
+                "max_retries": 2,
+                "interval_start": 0,
+                "interval_step": 0.2,
+                "interval_max": 0.5,
+            },
+        )
+        return True
+    except Exception:
+        logger.exception("Could not publish job %s; the reaper will retry", job_id)
+        return False

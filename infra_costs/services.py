@@ -1,0 +1,161 @@
+"""Writes of infra_costs — every state change of the app goes through here:
+
+* imports of pools (rate versions), node uptime and GPU runs, from API rows or CSV files
+  (`pools_import`, `uptime_import`, `jobs_import` and their `_csv` twins; the parts are in
+  `infra_costs.imports`). Each import is one durable transaction: all-or-nothing unless
+  `skip_invalid`, idempotent;
+* live GPU runs, recorded for every job attempt by the generations app (`gpu_run_start`,
+  `gpu_run_finish`), so live generations and imported history are one table for cost
+  allocation. These run inside the caller's transaction.
+
+Reads are in `infra_costs.selectors` (and the report packages `allocation` and `capacity`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime
+from typing import Any, TextIO
+
+from django.db import transaction
+
+from infra_costs.imports.jobs import JOB_COLUMNS, copy_jobs
+from infra_costs.imports.pools import POOL_COLUMNS, write_pools
+from infra_costs.imports.results import ImportResult
+from infra_costs.imports.rows import NumberedRows, csv_rows, file_rows, json_rows
+from infra_costs.imports.uptime import UPTIME_COLUMNS, copy_uptime
+from infra_costs.models import (
+    TERMINAL_RUN_STATUSES,
+    GpuRun,
+    Node,
+    NodePool,
+    RunSource,
+    RunStatus,
+)
+from infra_costs.progress import Progress
+from infra_costs.signals import runs_imported
+
+# --- Imports ------------------------------------------------------------------------------------
+
+
+def pools_import(*, rows: Iterable[Mapping[str, Any]], skip_invalid: bool = False) -> ImportResult:
+    """Pools and rate versions from API rows (keys: row index)."""
+    return _pools_import(json_rows(rows, POOL_COLUMNS), ImportResult("pools", "row"), skip_invalid)
+
+
+def pools_import_csv(
+    *, stream: TextIO, skip_invalid: bool = False, progress: Progress | None = None
+) -> ImportResult:
+    """Pools and rate versions from a CSV file (keys: line numbers). Pool files are small: no
+    progress line (`progress` is accepted so that every CSV import is called alike)."""
+    return _pools_import(csv_rows(stream, POOL_COLUMNS), ImportResult("pools"), skip_invalid)
+
+
+def _pools_import(rows: NumberedRows, result: ImportResult, skip_invalid: bool) -> ImportResult:
+    with transaction.atomic(durable=True):
+        write_pools(rows, result, skip_invalid=skip_invalid)
+    return result
+
+
+def uptime_import(*, rows: Iterable[Mapping[str, Any]], skip_invalid: bool = False) -> ImportResult:
+    """Uptime intervals from API rows (keys: row index)."""
+    return _uptime_import(
+        json_rows(rows, UPTIME_COLUMNS), ImportResult("uptime", "row"), skip_invalid, None
+    )
+
+
+def uptime_import_csv(
+    *, stream: TextIO, skip_invalid: bool = False, progress: Progress | None = None
+) -> ImportResult:
+    """Uptime intervals from a CSV file (keys: line numbers)."""
+    return _uptime_import(
+        file_rows(stream, UPTIME_COLUMNS, progress), ImportResult("uptime"), skip_invalid, progress
+    )
+
+
+def _uptime_import(
+    rows: NumberedRows, result: ImportResult, skip_invalid: bool, progress: Progress | None
+) -> ImportResult:
+    with transaction.atomic(durable=True):
+        copy_uptime(rows, result, skip_invalid=skip_invalid, progress=progress)
+    return result
+
+
+def jobs_import(*, rows: Iterable[Mapping[str, Any]], skip_invalid: bool = False) -> ImportResult:
+    """GPU runs (source `imported`) from API rows (keys: row index)."""
+    return _jobs_import(
+        json_rows(rows, JOB_COLUMNS), ImportResult("jobs", "row"), skip_invalid, None
+    )
+
+
+def jobs_import_csv(
+    *, stream: TextIO, skip_invalid: bool = False, progress: Progress | None = None
+) -> ImportResult:
+    """GPU runs (source `imported`) from a CSV file (keys: line numbers)."""
+    return _jobs_import(
+        file_rows(stream, JOB_COLUMNS, progress), ImportResult("jobs"), skip_invalid, progress
+    )
+
+
+def _jobs_import(
+    rows: NumberedRows, result: ImportResult, skip_invalid: bool, progress: Progress | None
+) -> ImportResult:
+    with transaction.atomic(durable=True):
+        copy_jobs(rows, result, skip_invalid=skip_invalid, progress=progress)
+        if result.model_slugs:
+            # generations creates the models it does not know yet, in this transaction.
+            runs_imported.send(sender=GpuRun, model_slugs=set(result.model_slugs))
+    return result
+
+
+CsvImport = Callable[..., ImportResult]
+
+CSV_IMPORTS: dict[str, CsvImport] = {
+    "pools": pools_import_csv,
+    "uptime": uptime_import_csv,
+    "jobs": jobs_import_csv,
+}
+
+
+# --- Live GPU runs ------------------------------------------------------------------------------
+
+
+def _node_ensure(*, pool: NodePool, name: str) -> Node:
+    node, _ = Node.objects.get_or_create(name=name, defaults={"pool": pool})
+    if node.pool_id != pool.pk:
+        raise ValueError(f"Node {name!r} belongs to pool {node.pool.slug!r}, not {pool.slug!r}.")
+    return node
+
+
+def gpu_run_start(
+    *, external_id: str, model_slug: str, pool: NodePool, node_name: str, started_at: datetime
+) -> GpuRun:
+    """A job attempt started on a node. Idempotent per external_id."""
+    node = _node_ensure(pool=pool, name=node_name)
+    run, _ = GpuRun.objects.get_or_create(
+        external_id=external_id,
+        defaults={
+            "model_slug": model_slug,
+            "pool": pool,
+            "node": node,
+            "started_at": started_at,
+            "status": RunStatus.RUNNING,
+            "source": RunSource.LIVE,
+        },
+    )
+    return run
+
+
+def gpu_run_finish(
+    *, external_id: str, status: str, finished_at: datetime, started_at: datetime | None = None
+) -> int:
+    """The attempt ended (succeeded, failed or cancelled). Only a running run changes, so a
+    replay changes nothing. `started_at` corrects the start when the backend knows it better."""
+    if status not in TERMINAL_RUN_STATUSES:
+        raise ValueError(status)
+    updates: dict[str, Any] = {"status": status, "finished_at": finished_at}
+    if started_at is not None:
+        updates["started_at"] = min(started_at, finished_at)
+    return GpuRun.objects.filter(external_id=external_id, status=RunStatus.RUNNING).update(
+        **updates
+    )
