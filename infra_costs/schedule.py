@@ -32,6 +32,24 @@ class PlannedInterval:
     ended_at: datetime
 
 
+def cron_error(cron: str) -> str | None:
+    """Why `cron` is not a usable set-point expression (None when it is)."""
+    if len(cron.split()) != 5:
+        return "Use a 5-field cron expression: minute hour day-of-month month day-of-week."
+    if not croniter.is_valid(cron):
+        return "This is not a valid cron expression (e.g. 0 8 * * 1-5 is 08:00 on weekdays)."
+    return None
+
+
+def timezone_error(name: str) -> str | None:
+    """Why `name` is not an IANA time zone (None when it is)."""
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return "Unknown time zone: use an IANA name such as UTC or Europe/Paris."
+    return None
+
+
 def _tz(name: str, fallback: str) -> ZoneInfo:
     for candidate in (name, fallback, "UTC"):
         try:

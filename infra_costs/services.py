@@ -4,6 +4,7 @@
   (`pools_import`, `uptime_import`, `jobs_import` and their `_csv` twins; the parts are in
   `infra_costs.imports`). Each import is one durable transaction: all-or-nothing unless
   `skip_invalid`, idempotent;
+* new versions of a pool's hourly rate (`pool_rate_add`), with who and why, and an audit row;
 * live GPU runs, recorded for every job attempt by the generations app (`gpu_run_start`,
   `gpu_run_finish`), so live generations and imported history are one table for cost
   allocation. These run inside the caller's transaction.
@@ -15,10 +16,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
+from decimal import Decimal
 from typing import Any, TextIO
 
 from django.db import transaction
 
+from accounts.services import audit_record
 from infra_costs.imports.jobs import JOB_COLUMNS, copy_jobs
 from infra_costs.imports.pools import POOL_COLUMNS, write_pools
 from infra_costs.imports.results import ImportResult
@@ -29,6 +32,7 @@ from infra_costs.models import (
     GpuRun,
     Node,
     NodePool,
+    PoolRate,
     RunSource,
     RunStatus,
 )
@@ -159,3 +163,43 @@ def gpu_run_finish(
     return GpuRun.objects.filter(external_id=external_id, status=RunStatus.RUNNING).update(
         **updates
     )
+
+
+# --- Pool rates ---------------------------------------------------------------------------------
+
+
+@transaction.atomic  # joins the admin's own transaction (the pool form is saved with it)
+def pool_rate_add(
+    *,
+    pool: NodePool,
+    hourly_rate_usd: Decimal,
+    effective_from: datetime,
+    actor: Any,
+    reason: str = "",
+    warm_hourly_rate_usd: Decimal | None = None,
+) -> PoolRate:
+    """A new version of the pool's hourly rate per node from `effective_from` on. Versions are
+    never edited: a correction is another version."""
+    rate = PoolRate.objects.create(
+        pool=pool,
+        hourly_rate_usd=hourly_rate_usd,
+        warm_hourly_rate_usd=warm_hourly_rate_usd,
+        effective_from=effective_from,
+        created_by=actor if getattr(actor, "is_authenticated", False) else None,
+        reason=reason,
+    )
+    audit_record(
+        action="infra_costs.pool_rate_added",
+        actor=actor,
+        target=rate,
+        data={
+            "pool": pool.slug,
+            "hourly_rate_usd": str(hourly_rate_usd),
+            "warm_hourly_rate_usd": None
+            if warm_hourly_rate_usd is None
+            else str(warm_hourly_rate_usd),
+            "effective_from": effective_from.isoformat(),
+            "reason": reason,
+        },
+    )
+    return rate

@@ -58,7 +58,7 @@ def tree_copy(tmp_path_factory) -> Path:
             "No app imports another app's views (accounts)",
         ),
         (
-            "generations/views.py",
+            "generations/views/job.py",
             "import infra_costs.views",
             "No app imports another app's views (infra_costs)",
         ),

@@ -20,5 +20,6 @@ Modules:
 * ``templates/billing/`` (page, partials, emails) and ``templatetags/billing_ui.py``, both named
   in ``TEMPLATES`` (settings).
 
-Credits still move only through ``credits.ledger``.
+Credits still move only through ``credits.ledger`` (billing is part of the credits app, so it
+may call it inside the Stripe event's transaction; other apps use ``credits.services``).
 """
