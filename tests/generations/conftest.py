@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 from django.conf import settings
@@ -77,12 +78,23 @@ class Worker:
                 self.kill()
 
 
+def database_url_of(db: dict) -> str:
+    """A DATABASE_URL for the test database: TCP host and port, or a Unix-socket directory
+    (the embedded server of `make test`'s fallback passes it as OPTIONS["host"])."""
+    auth = quote(db["USER"] or "postgres", safe="")
+    if db["PASSWORD"]:
+        auth += ":" + quote(db["PASSWORD"], safe="")
+    socket_dir = db["OPTIONS"].get("host") or (db["HOST"] if db["HOST"].startswith("/") else "")
+    if socket_dir:
+        return f"postgres://{auth}@/{db['NAME']}?host={quote(socket_dir, safe='/')}"
+    return f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
 @pytest.fixture
 def worker_env(transactional_db, tmp_path):
     """Environment for worker processes: this test's database, the test Redis, an instant
     simulated backend unless a test slows it down."""
-    db = connection.settings_dict
-    url = f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+    url = database_url_of(connection.settings_dict)
     env = dict(os.environ)
     env.update(
         {
