@@ -28,8 +28,8 @@ from django.utils.html import format_html
 
 from accounts.services import audit_record
 from config.errors import ServiceError
+from config.web.admin import ReadOnlyMixin
 from credits import services
-from credits.admin_mixins import ReadOnlyMixin
 from credits.billing import admin as billing_admin  # noqa: F401  (registers the billing admin)
 from credits.forms import AccountAdjustmentForm
 from credits.models import (

@@ -25,6 +25,7 @@ from django.utils.html import format_html
 
 from accounts.services import audit_record
 from config.errors import ServiceError
+from config.web.admin import ReadOnlyMixin
 from credits.money import CREDIT_PLACES, parse_credits
 from generations import selectors, services
 from generations.models import AIModel, CreditRate, Job, JobEvent, JobStatus, PricingPolicy
@@ -109,7 +110,7 @@ class AIModelAdminForm(forms.ModelForm):
         return cleaned
 
 
-class CreditRateInline(admin.TabularInline):
+class CreditRateInline(ReadOnlyMixin, admin.TabularInline):
     """The model's price history, newest first. Read-only: change the price above."""
 
     model = CreditRate
@@ -121,15 +122,6 @@ class CreditRateInline(admin.TabularInline):
     ordering = ("-effective_from",)
     verbose_name = "price version"
     verbose_name_plural = "price history"
-
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
 
 
 @admin.register(AIModel)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from django import forms
 from django.contrib import admin
 
+from config.web.admin import ReadOnlyMixin
 from infra_costs import services
 from infra_costs.models import GpuRun, Node, NodePool, PoolRate, ScheduleSetPoint, UptimeInterval
 from infra_costs.schedule import cron_error, timezone_error
@@ -110,21 +111,8 @@ class NodeAdmin(admin.ModelAdmin):
     search_fields = ("name",)
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """Facts from imports and from the system: looked at, never edited here."""
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
-
-
 @admin.register(UptimeInterval)
-class UptimeIntervalAdmin(ReadOnlyAdmin):
+class UptimeIntervalAdmin(ReadOnlyMixin, admin.ModelAdmin):
     list_display = ("node", "pool", "started_at", "ended_at", "source")
     list_filter = ("pool", "source")
     search_fields = ("node__name",)
@@ -133,7 +121,7 @@ class UptimeIntervalAdmin(ReadOnlyAdmin):
 
 
 @admin.register(GpuRun)
-class GpuRunAdmin(ReadOnlyAdmin):
+class GpuRunAdmin(ReadOnlyMixin, admin.ModelAdmin):
     list_display = ("external_id", "model_slug", "pool", "node", "started_at", "finished_at")
     list_filter = ("pool", "status", "source")
     search_fields = ("=external_id", "=model_slug")

@@ -17,7 +17,7 @@ from django.utils.html import format_html
 
 from accounts.services import audit_record
 from config.errors import ServiceError
-from credits.admin_mixins import ReadOnlyMixin
+from config.web.admin import ReadOnlyMixin
 from credits.billing import topup, webhooks
 from credits.billing.models import (
     AutoTopUp,

@@ -1,5 +1,4 @@
-"""Admin helpers shared by the credits admin (`credits.admin`) and the billing admin
-(`credits.billing.admin`)."""
+"""Admin helpers every app's admin uses."""
 
 from __future__ import annotations
 
