@@ -16,6 +16,7 @@ from django.db.models import Count
 from django.utils.translation import gettext_lazy as _
 
 from accounts import keys, services
+from accounts.forms import ThrottledAdminAuthenticationForm
 from accounts.models import (
     APIKey,
     AuditEvent,
@@ -27,6 +28,9 @@ from accounts.models import (
     User,
 )
 from config.errors import ServiceError
+
+# The admin's login is throttled like /login/ (accounts.login_throttle) and says so.
+admin.site.login_form = ThrottledAdminAuthenticationForm
 
 # --- Users ------------------------------------------------------------------------------------
 

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 from django import forms
+from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth import password_validation
 from django.contrib.auth.forms import AuthenticationForm, PasswordResetForm, _unicode_ci_compare
 
+from accounts.login_throttle import login_throttle_message
 from accounts.models import Role, User
 
 
 class SignupForm(forms.Form):
+    """Step 1 of signing up (accounts.signup): who and which organization; the password comes
+    with the emailed link (SignupPasswordForm)."""
+
     email = forms.EmailField(
         widget=forms.EmailInput(attrs={"autocomplete": "email", "autofocus": True})
     )
@@ -26,17 +31,6 @@ class SignupForm(forms.Form):
         widget=forms.TextInput(attrs={"autocomplete": "organization"}),
         help_text="Your company or team. You can invite others later.",
     )
-    password1 = forms.CharField(
-        label="Password",
-        strip=False,
-        widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
-        help_text=password_validation.password_validators_help_text_html(),
-    )
-    password2 = forms.CharField(
-        label="Password (again)",
-        strip=False,
-        widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
-    )
 
     def clean_email(self) -> str:
         return User.objects.normalize_email(self.cleaned_data["email"]).strip().lower()
@@ -47,13 +41,34 @@ class SignupForm(forms.Form):
             raise forms.ValidationError("Give your organization a name.")
         return name
 
+
+class SignupPasswordForm(forms.Form):
+    """Step 2 of signing up, from the emailed link: the password, checked by Django's
+    validators against the email and name being signed up."""
+
+    password1 = forms.CharField(
+        label="Password",
+        strip=False,
+        widget=forms.PasswordInput(attrs={"autocomplete": "new-password", "autofocus": True}),
+        help_text=password_validation.password_validators_help_text_html(),
+    )
+    password2 = forms.CharField(
+        label="Password (again)",
+        strip=False,
+        widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
+    )
+
+    def __init__(self, *args, email: str = "", name: str = "", **kwargs):
+        super().__init__(*args, **kwargs)
+        self.email, self.name = email, name
+
     def clean(self):
         cleaned = super().clean()
         password1, password2 = cleaned.get("password1"), cleaned.get("password2")
         if password1 and password2 and password1 != password2:
             self.add_error("password2", "The two passwords do not match.")
         elif password1:
-            probe = User(email=cleaned.get("email") or "", name=cleaned.get("name") or "")
+            probe = User(email=self.email, name=self.name)
             try:
                 password_validation.validate_password(password1, probe)
             except forms.ValidationError as exc:
@@ -61,7 +76,21 @@ class SignupForm(forms.Form):
         return cleaned
 
 
-class EmailAuthenticationForm(AuthenticationForm):
+class ThrottleMessageMixin:
+    """A login the throttle refused (accounts.backends) says so, and when to try again."""
+
+    def get_invalid_login_error(self):
+        wait = getattr(self.request, "login_retry_after", 0)
+        if wait:
+            return forms.ValidationError(login_throttle_message(wait), code="throttled")
+        return super().get_invalid_login_error()
+
+
+class ThrottledAdminAuthenticationForm(ThrottleMessageMixin, AdminAuthenticationForm):
+    """The admin's login form (`admin.site.login_form`, set in accounts/admin.py)."""
+
+
+class EmailAuthenticationForm(ThrottleMessageMixin, AuthenticationForm):
     """Django's login form, labelled and typed for an email address (emails are stored in
     lower case, so the address is matched case-insensitively)."""
 

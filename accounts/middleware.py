@@ -34,3 +34,20 @@ class OrganizationMiddleware:
         request.membership = active_membership(request)
         request.organization = request.membership.organization if request.membership else None
         return self.get_response(request)
+
+
+class LoginThrottleMiddleware:
+    """A login refused by the throttle (`accounts.backends.ThrottledModelBackend` set
+    `request.login_retry_after`) is answered 429 with Retry-After; the page is the login form
+    again, saying when to try again."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        response = self.get_response(request)
+        wait = getattr(request, "login_retry_after", 0)
+        if wait and response.status_code == 200:
+            response.status_code = 429
+            response["Retry-After"] = str(wait)
+        return response

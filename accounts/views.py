@@ -9,7 +9,7 @@ followed by a redirect; htmx requests get the page fragment back instead.
 from __future__ import annotations
 
 from django.contrib import messages
-from django.contrib.auth import login
+from django.contrib.auth import login, logout
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ObjectDoesNotExist
@@ -22,6 +22,7 @@ from django.views.decorators.http import require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
 from accounts import keys, selectors, services
+from accounts import signup as signup_flow
 from accounts.forms import (
     APIKeyCreateForm,
     EmailAuthenticationForm,
@@ -31,13 +32,14 @@ from accounts.forms import (
     OrganizationSwitchForm,
     RoleChangeForm,
     SignupForm,
+    SignupPasswordForm,
 )
 from accounts.middleware import SESSION_KEY
 from accounts.models import Role
-from config.errors import NotFound, PermissionDenied, ValidationError
+from config.errors import NotFound, PermissionDenied, RateLimited, ValidationError
 from config.web.decorators import organization_required
 from config.web.forms import add_service_errors
-from config.web.http import safe_next
+from config.web.http import client_address, safe_next
 
 # --- Helpers ----------------------------------------------------------------------------------
 
@@ -67,26 +69,66 @@ def _set_active_organization(request: HttpRequest, organization) -> None:
 
 
 def signup(request: HttpRequest) -> HttpResponse:
+    """Step 1 (accounts.signup): the same answer, "check your email", whether or not the
+    address has an account."""
     if request.user.is_authenticated:
         return redirect("dashboard")
     form = SignupForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         try:
-            user, organization = services.user_signup(
+            signup_flow.user_signup_request(
                 email=data["email"],
-                password=data["password1"],
-                organization_name=data["organization_name"],
                 name=data["name"],
+                organization_name=data["organization_name"],
+                client_address=client_address(request),
+            )
+        except RateLimited as exc:
+            form.add_error(None, exc.detail)
+            response = render(request, "accounts/signup.html", {"form": form}, status=429)
+            for header, value in exc.headers.items():
+                response[header] = value
+            return response
+        return redirect("signup_sent")
+    return render(request, "accounts/signup.html", {"form": form})
+
+
+def signup_sent(request: HttpRequest) -> HttpResponse:
+    return render(request, "accounts/signup_sent.html")
+
+
+def signup_confirm(request: HttpRequest, token: str) -> HttpResponse:
+    """Step 2, from the emailed link: choose a password; the account and its organization are
+    created and the person is signed in."""
+    try:
+        pending = signup_flow.signup_token_read(token=token)
+    except ValidationError as exc:
+        response = render(
+            request, "accounts/signup_confirm.html", {"invalid": exc.detail}, status=400
+        )
+        add_never_cache_headers(response)
+        return response
+    form = SignupPasswordForm(request.POST or None, email=pending["email"], name=pending["name"])
+    if request.method == "POST" and form.is_valid():
+        try:
+            user, organization = services.user_signup(
+                email=pending["email"],
+                password=form.cleaned_data["password1"],
+                organization_name=pending["organization_name"],
+                name=pending["name"],
             )
         except ValidationError as exc:
-            add_service_errors(form, exc, field_map={"name": "organization_name"})
+            add_service_errors(form, exc)
         else:
-            login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+            if request.user.is_authenticated:
+                logout(request)
+            login(request, user, backend="accounts.backends.ThrottledModelBackend")
             _set_active_organization(request, organization)
             messages.success(request, f"Welcome! {organization.name} is ready on the free plan.")
             return redirect("dashboard")
-    return render(request, "accounts/signup.html", {"form": form})
+    response = render(request, "accounts/signup_confirm.html", {"form": form, **pending})
+    add_never_cache_headers(response)
+    return response
 
 
 class LoginView(auth_views.LoginView):

@@ -94,6 +94,23 @@ class ServerBusy(ServiceError):
     default_detail = "The model's queue is saturated. Retry later."
 
 
+class PayloadTooLarge(ServiceError):
+    """Not one of the spec's codes: the plumbing's answer to a body over the upload limit."""
+
+    code = "payload_too_large"
+    status_code = 413
+    title = "Request body too large"
+    default_detail = "The request body is larger than the server accepts."
+
+    def __init__(self, detail: str | None = None, **kwargs: Any) -> None:
+        if detail is None:
+            from django.conf import settings
+
+            limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+            detail = f"The request body is larger than {limit:,} bytes." if limit else None
+        super().__init__(detail, **kwargs)
+
+
 ALL_ERRORS: tuple[type[ServiceError], ...] = (
     ValidationError,
     AuthenticationFailed,
@@ -105,3 +122,6 @@ ALL_ERRORS: tuple[type[ServiceError], ...] = (
     RateLimited,
     ServerBusy,
 )
+
+# Errors of the HTTP plumbing, beyond the spec's codes (described at /api/problems/<code>/ too).
+PLUMBING_ERRORS: tuple[type[ServiceError], ...] = (PayloadTooLarge,)

@@ -61,6 +61,17 @@ def billing_retry_failed_events() -> int:
 
 
 @shared_task(acks_late=True, ignore_result=True)
+def billing_prune_webhook_refusals() -> int:
+    """Delete the trace of refused webhook deliveries past its retention."""
+    from credits.billing import webhooks
+
+    count = webhooks.refusals_prune()
+    if count:
+        logger.info("pruned %d refused stripe webhook trace row(s)", count)
+    return count
+
+
+@shared_task(acks_late=True, ignore_result=True)
 def billing_invoice_overages() -> int:
     """Turn each open overage record into one Stripe invoice (idempotent per record)."""
     from credits.billing import overage

@@ -22,6 +22,7 @@ from django.utils import timezone
 from django.utils.cache import patch_vary_headers
 
 from config.web.decorators import organization_required
+from config.web.forms import DateField
 from config.web.http import is_partial
 from config.web.paging import decode_cursor, encode_cursor, keyset_iter, keyset_page
 from credits import selectors
@@ -246,12 +247,10 @@ class LedgerFilterForm(forms.Form):
         label="Kind",
         widget=forms.Select(attrs={"data-autosubmit": ""}),
     )
-    date_from = forms.DateField(
+    date_from = DateField(
         required=False, label="From", widget=forms.DateInput(attrs={"type": "date"})
     )
-    date_to = forms.DateField(
-        required=False, label="To", widget=forms.DateInput(attrs={"type": "date"})
-    )
+    date_to = DateField(required=False, label="To", widget=forms.DateInput(attrs={"type": "date"}))
 
     def clean(self):
         data = super().clean()
@@ -274,7 +273,7 @@ class LedgerFilters:
     @property
     def end(self) -> datetime | None:
         """Exclusive: midnight after `date_to` (dates are UTC days, both ends included)."""
-        if self.date_to is None or self.date_to == date.max:
+        if self.date_to is None:  # the form keeps dates in `config.dates`' range
             return None
         return selectors.datetime_at_midnight(self.date_to + timedelta(days=1))
 

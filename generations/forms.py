@@ -15,6 +15,8 @@ import uuid
 
 from django import forms
 
+from config.strict_json import HostileJSON, loads_strict
+from config.web.forms import DateField
 from generations.models import JobStatus
 
 PARAMS_PREFIX = "params"
@@ -51,10 +53,10 @@ class JSONValueField(forms.CharField):
         text = super().to_python(value)
         if text in (None, ""):
             return None
-        try:
-            return json.loads(text)
-        except ValueError as exc:
-            raise forms.ValidationError(f"Not valid JSON: {exc.msg} (line {exc.lineno}).") from exc
+        try:  # not JSON, too deep, a NUL or a lone surrogate: a message, not a 500
+            return loads_strict(text)
+        except HostileJSON as exc:
+            raise forms.ValidationError(str(exc)) from exc
 
 
 def _number_attrs(spec: dict, *, integer: bool) -> dict:
@@ -242,12 +244,10 @@ class JobFilterForm(forms.Form):
         label="Model",
         widget=forms.Select(attrs={"data-autosubmit": ""}),
     )
-    date_from = forms.DateField(
+    date_from = DateField(
         required=False, label="From", widget=forms.DateInput(attrs={"type": "date"})
     )
-    date_to = forms.DateField(
-        required=False, label="To", widget=forms.DateInput(attrs={"type": "date"})
-    )
+    date_to = DateField(required=False, label="To", widget=forms.DateInput(attrs={"type": "date"}))
 
     def __init__(self, *args, models=(), **kwargs):
         super().__init__(*args, **kwargs)

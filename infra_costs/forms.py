@@ -11,6 +11,7 @@ from django.urls import reverse
 from django.utils import timezone as dj_timezone
 
 from config.errors import ServiceError
+from config.web.forms import DateField
 from infra_costs.periods import MAX_DAYS, WINDOWS, make_period
 
 DEFAULT_DAYS = 30
@@ -41,8 +42,8 @@ def default_period() -> tuple[date, date]:
 class PeriodForm(forms.Form):
     """[start, end) as local dates; `end` is exclusive, as everywhere in the cost reports."""
 
-    start = forms.DateField(label="Start", widget=forms.DateInput(attrs={"type": "date"}))
-    end = forms.DateField(
+    start = DateField(label="Start", widget=forms.DateInput(attrs={"type": "date"}))
+    end = DateField(
         label="End (exclusive)",
         widget=forms.DateInput(attrs={"type": "date"}),
         help_text="The day after the last day of the report.",

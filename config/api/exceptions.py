@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import RequestDataTooBig
 from django.http import Http404, JsonResponse
 from rest_framework import exceptions as drf
 from rest_framework.views import set_rollback
@@ -90,6 +91,8 @@ def to_service_error(exc: Exception) -> errors.ServiceError | None:
     """Map DRF and Django exceptions onto the project's hierarchy (None: not ours to handle)."""
     if isinstance(exc, errors.ServiceError):
         return exc
+    if isinstance(exc, RequestDataTooBig):
+        return errors.PayloadTooLarge()
     if isinstance(exc, Http404 | drf.NotFound):
         return errors.NotFound()
     if isinstance(exc, DjangoPermissionDenied):

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import logging
 
+from django.core.exceptions import RequestDataTooBig
 from django.http import Http404
 
+from config import errors
 from config.api.exceptions import problem, problem_response
 
 logger = logging.getLogger(__name__)
@@ -43,6 +45,17 @@ class ProblemJSONMiddleware:
                     code="not_found",
                     title="Not found",
                     detail="No such object.",
+                    instance=request.path,
+                )
+            )
+        if isinstance(exception, RequestDataTooBig):
+            error = errors.PayloadTooLarge()
+            return problem_response(
+                problem(
+                    status=error.status_code,
+                    code=error.code,
+                    title=error.title,
+                    detail=error.detail,
                     instance=request.path,
                 )
             )

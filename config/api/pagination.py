@@ -11,6 +11,40 @@ class CursorPagination(pagination.CursorPagination):
     page_size_query_param = "page_size"
     max_page_size = 500
 
+    def get_page_size(self, request):
+        # DRF falls back to the default on a bad `page_size`; the caller asked for something else.
+        raw = request.query_params.get(self.page_size_query_param)
+        if raw is None:
+            return self.page_size
+        try:
+            size = int(raw.strip())
+        except ValueError:
+            size = 0
+        if not 1 <= size <= self.max_page_size:
+            raise ValidationError(
+                f"page_size: an integer from 1 to {self.max_page_size}.",
+                errors={
+                    self.page_size_query_param: [f"An integer from 1 to {self.max_page_size}."]
+                },
+            )
+        return size
+
+    def get_schema_operation_parameters(self, view):
+        parameters = super().get_schema_operation_parameters(view)
+        for parameter in parameters:
+            if parameter["name"] == self.page_size_query_param:
+                parameter["schema"] = {
+                    "type": "integer",
+                    "minimum": 1,
+                    "maximum": self.max_page_size,
+                    "default": self.page_size,
+                }
+            elif parameter["name"] == self.cursor_query_param:
+                parameter["description"] = (
+                    "Opaque cursor: the `cursor` of a `next` or `previous` link of an earlier page."
+                )
+        return parameters
+
     def decode_cursor(self, request):
         # DRF answers a garbled cursor with 404; it is a bad query parameter (400).
         try:

@@ -16,7 +16,9 @@ from rest_framework import serializers
 from config import errors
 from config.api.exceptions import PROBLEM_CONTENT_TYPE, problem
 
-ERROR_CODES = ", ".join(f"`{e.code}` ({e.status_code})" for e in errors.ALL_ERRORS)
+ERROR_CODES = ", ".join(
+    f"`{e.code}` ({e.status_code})" for e in (*errors.ALL_ERRORS, *errors.PLUMBING_ERRORS)
+)
 
 # The statuses every authenticated endpoint can answer with.
 AUTH_ERRORS = (401, 403, 429)
@@ -59,7 +61,9 @@ def problem_responses(*statuses: int) -> dict[Any, OpenApiResponse]:
     """`extend_schema(responses=...)` entries for the given error statuses."""
     out: dict[Any, OpenApiResponse] = {}
     for status in statuses:
-        kinds = [e for e in errors.ALL_ERRORS if e.status_code == status]
+        kinds = [
+            e for e in (*errors.ALL_ERRORS, *errors.PLUMBING_ERRORS) if e.status_code == status
+        ]
         if not kinds:
             raise ValueError(f"No error of the project has HTTP status {status}.")
         out[(status, PROBLEM_CONTENT_TYPE)] = OpenApiResponse(

@@ -51,7 +51,7 @@ class ProblemTypeView(APIView):
 
     @extend_schema(exclude=True)
     def get(self, request, code: str):
-        for error in errors.ALL_ERRORS:
+        for error in (*errors.ALL_ERRORS, *errors.PLUMBING_ERRORS):
             if error.code == code:
                 return Response(
                     {

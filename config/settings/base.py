@@ -37,6 +37,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "django_celery_beat",
     "django_htmx",
+    "csp",
     "accounts",
     "credits",
     "generations",
@@ -45,12 +46,14 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "accounts.middleware.OrganizationMiddleware",
+    "accounts.middleware.LoginThrottleMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
@@ -78,6 +81,34 @@ TEMPLATES = [
         },
     },
 ]
+
+# --- Content-Security-Policy (django-csp), in every environment ------------------------------
+# Pages load scripts and styles from our own origin only: no inline <script>, no style=""
+# attributes, no event-handler attributes, no eval (htmx runs with allowEval off, see base.html).
+# tests/config/test_security_headers.py renders the pages and checks they need nothing more.
+# Forms may post to our origin, and the billing forms' redirects go on to Stripe Checkout and the
+# Customer Portal (browsers apply form-action to those redirects): CSP_FORM_ACTION lists them.
+# (Read into lower-case names: django-csp takes CSP_* settings for its old format.)
+csp_form_action = env.list(
+    "CSP_FORM_ACTION", default=["https://checkout.stripe.com", "https://billing.stripe.com"]
+)
+# Where browsers send CSP violation reports (empty: none are sent).
+csp_report_uri = env("CSP_REPORT_URI", default="")
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "font-src": ["'self'"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "frame-ancestors": ["'none'"],
+        "form-action": ["'self'", *csp_form_action],
+        **({"report-uri": [csp_report_uri]} if csp_report_uri else {}),
+    }
+}
 
 # --- Database ---------------------------------------------------------------------------------
 # PostgreSQL is the only database: production, tests and `make run` (an embedded PostgreSQL from
@@ -118,6 +149,21 @@ AUTH_USER_MODEL = "accounts.User"
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "dashboard"
 LOGOUT_REDIRECT_URL = "login"
+# The login forms (/login/, /admin/login/) refuse an email after this many failed logins, and a
+# client address after this many, counted within LOGIN_FAILURE_WINDOW_S, for LOGIN_LOCKOUT_S
+# seconds (HTTP 429 with Retry-After); a successful login clears its account's count.
+AUTHENTICATION_BACKENDS = ["accounts.backends.ThrottledModelBackend"]
+LOGIN_MAX_FAILURES_PER_ACCOUNT = env.int("LOGIN_MAX_FAILURES_PER_ACCOUNT", default=5)
+LOGIN_MAX_FAILURES_PER_ADDRESS = env.int("LOGIN_MAX_FAILURES_PER_ADDRESS", default=50)
+LOGIN_FAILURE_WINDOW_S = env.int("LOGIN_FAILURE_WINDOW_S", default=900)
+LOGIN_LOCKOUT_S = env.int("LOGIN_LOCKOUT_S", default=900)
+# Sign-up emails (accounts/signup.py): at most this many to one address per hour (more are
+# dropped silently), and sign-up requests from one client address per hour (more: 429).
+SIGNUP_EMAILS_PER_RECIPIENT_PER_HOUR = env.int("SIGNUP_EMAILS_PER_RECIPIENT_PER_HOUR", default=3)
+SIGNUP_REQUESTS_PER_ADDRESS_PER_HOUR = env.int("SIGNUP_REQUESTS_PER_ADDRESS_PER_HOUR", default=20)
+# Proxies in front of the app that append the client's address to X-Forwarded-For (0: the client
+# address is the connection's, REMOTE_ADDR). Used for per-address limits such as the login's.
+TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -155,6 +201,8 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "config.api.exceptions.problem_exception_handler",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    # Bounded, and refuses NUL, lone surrogates and deep nesting (config/api/parsers.py).
+    "DEFAULT_PARSER_CLASSES": ["config.api.parsers.StrictJSONParser"],
     "COERCE_DECIMAL_TO_STRING": True,
     "UNAUTHENTICATED_USER": None,
 }
@@ -301,6 +349,11 @@ CELERY_BEAT_SCHEDULE.update(
             "schedule": 3600.0,
             "options": {"expires": 3500},
         },
+        "billing-prune-webhook-refusals": {
+            "task": "credits.tasks.billing_prune_webhook_refusals",
+            "schedule": 3600.0,
+            "options": {"expires": 3500},
+        },
     }
 )
 
@@ -345,7 +398,8 @@ GENERATIONS_RESULT_CACHE_TTL_S = env.int("GENERATIONS_RESULT_CACHE_TTL_S", defau
 GENERATIONS_REQUEUE_AFTER_S = env.int("GENERATIONS_REQUEUE_AFTER_S", default=120)
 GENERATIONS_MAX_ATTEMPTS = env.int("GENERATIONS_MAX_ATTEMPTS", default=3)
 # A running job's lease, renewed by its worker every third of it; a lapsed lease means the
-# worker is gone (its job is restarted on redelivery or failed and released by the reaper).
+# worker is gone: the reaper (or a redelivery) requeues the job for another attempt with the
+# same hold, and fails and releases it after GENERATIONS_MAX_ATTEMPTS attempts.
 GENERATIONS_LEASE_S = env.int("GENERATIONS_LEASE_S", default=30)
 # Pools whose queues (gpu.<pool>) every worker consumes by default, besides those in the DB.
 GENERATIONS_POOLS = env.list("GENERATIONS_POOLS", default=["a100", "l4"])

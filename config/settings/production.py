@@ -1,5 +1,14 @@
-"""Production: secure cookies and HSTS; SECRET_KEY and ALLOWED_HOSTS must come from the
-environment."""
+"""Production: secure cookies, HSTS and a Content-Security-Policy; SECRET_KEY and ALLOWED_HOSTS
+must come from the environment.
+
+- HSTS is on by default: `SECURE_HSTS_SECONDS` (default 31536000, one year; 0 turns it off),
+  `SECURE_HSTS_INCLUDE_SUBDOMAINS` (default true), `SECURE_HSTS_PRELOAD` (default false).
+- `X-Forwarded-Proto` decides whether a request came over HTTPS only when
+  `TRUST_X_FORWARDED_PROTO` is true: set it when (and only when) the app runs behind a proxy
+  that sets that header itself and strips it from clients' requests. Otherwise a client could
+  claim HTTPS and defeat the secure-cookie and redirect checks.
+- The Content-Security-Policy is the one in base settings (`CSP_*`), served everywhere.
+"""
 
 from config.settings.base import *  # noqa: F403
 from config.settings.base import env
@@ -7,8 +16,11 @@ from config.settings.base import env
 SECRET_KEY = env("SECRET_KEY")
 SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=True)
 CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=True)
-SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
-SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0)
+TRUST_X_FORWARDED_PROTO = env.bool("TRUST_X_FORWARDED_PROTO", default=False)
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if TRUST_X_FORWARDED_PROTO else None
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31_536_000)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=True)
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
 SECURE_CONTENT_TYPE_NOSNIFF = True
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},

@@ -21,3 +21,9 @@ DATABASES["default"]["CONN_MAX_AGE"] = 0
 CACHES["default"]["KEY_PREFIX"] = "gpucredits-test"  # noqa: F405
 ALLOWED_HOSTS = ["*"]
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # noqa: F405 - quiets WhiteNoise's warning
+# The billing tests' fake Stripe (tests/billing/fake_gateway.py) sends Checkout and the Customer
+# Portal to *.stripe.test: the CSP's form-action must let those redirects through.
+CONTENT_SECURITY_POLICY["DIRECTIVES"]["form-action"] += [  # noqa: F405
+    "https://checkout.stripe.test",
+    "https://billing.stripe.test",
+]

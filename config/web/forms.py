@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from django import forms
 
+from config import dates
 from config.errors import ServiceError
+
+
+class DateField(forms.DateField):
+    """A date within `config.dates`' range: one far off is a form error, not an overflow later."""
+
+    def validate(self, value):
+        super().validate(value)
+        if value is not None and not dates.in_range(value):
+            raise forms.ValidationError(dates.OUT_OF_RANGE, code="out_of_range")
 
 
 def add_service_errors(form: forms.Form, exc: ServiceError, field_map: dict | None = None) -> None:

@@ -1,7 +1,8 @@
-"""Request helpers of the web UI: htmx fragments and safe `next` redirects."""
+"""Request helpers of the web UI: htmx fragments, safe `next` redirects, the client's address."""
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.http import HttpRequest
 from django.utils.http import url_has_allowed_host_and_scheme
 
@@ -20,3 +21,16 @@ def safe_next(request: HttpRequest, default: str) -> str:
     ):
         return target
     return default
+
+
+def client_address(request: HttpRequest) -> str:
+    """The client's IP address. Behind `TRUSTED_PROXY_COUNT` proxies that each append the
+    address they saw to X-Forwarded-For, it is the entry the outermost trusted proxy appended
+    (what a client puts in the header itself is never trusted); with 0 it is REMOTE_ADDR."""
+    count = settings.TRUSTED_PROXY_COUNT
+    if count > 0:
+        hops = [h.strip() for h in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",")]
+        hops = [h for h in hops if h]
+        if len(hops) >= count:
+            return hops[-count]
+    return request.META.get("REMOTE_ADDR") or "unknown"

@@ -10,10 +10,11 @@ from datetime import UTC, date, datetime, time
 from decimal import Decimal
 
 from django.utils.dateparse import parse_date, parse_datetime
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from config import dates
+from config.api.serializers import QuerySerializer
 from credits.models import CreditGrant, EntryKind, LedgerEntry
 
 CREDITS = {"max_digits": 18, "decimal_places": 3}
@@ -26,15 +27,31 @@ def credits_field(help_text: str, **kwargs) -> serializers.DecimalField:
 # --- Query parameters ---------------------------------------------------------------------------
 
 
-@extend_schema_field(OpenApiTypes.STR)
+@extend_schema_field(
+    {
+        "oneOf": [
+            {"type": "string", "format": "date"},
+            {"type": "string", "format": "date-time"},
+        ],
+        "description": f"From {dates.EARLIEST} to {dates.LATEST}.",
+    }
+)
 class DateOrDateTimeField(serializers.Field):
-    """`YYYY-MM-DD` (midnight UTC) or an ISO 8601 timestamp (naive means UTC)."""
+    """`YYYY-MM-DD` (midnight UTC) or an ISO 8601 timestamp (naive means UTC), within
+    `config.dates`' range (so that the code can add and subtract days)."""
 
     default_error_messages = {
         "invalid": "Use a date (YYYY-MM-DD) or an ISO 8601 timestamp.",
+        "out_of_range": dates.OUT_OF_RANGE,
     }
 
     def to_internal_value(self, value) -> datetime:
+        moment = self._parse(value)
+        if not dates.in_range(moment):
+            self.fail("out_of_range")
+        return moment
+
+    def _parse(self, value) -> datetime:
         if not isinstance(value, str):
             self.fail("invalid")
         value = value.strip()
@@ -133,7 +150,7 @@ class LedgerEntrySerializer(serializers.ModelSerializer):
         }
 
 
-class LedgerQuerySerializer(serializers.Serializer):
+class LedgerQuerySerializer(QuerySerializer):
     kind = serializers.ChoiceField(
         choices=EntryKind.choices, required=False, help_text="Only entries of this kind."
     )
@@ -216,7 +233,7 @@ class QuotasSerializer(serializers.Serializer):
 # --- Usage --------------------------------------------------------------------------------------
 
 
-class UsageQuerySerializer(serializers.Serializer):
+class UsageQuerySerializer(QuerySerializer):
     MAX_DAYS = 366
     DEFAULT_DAYS = 30
 

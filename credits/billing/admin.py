@@ -28,6 +28,7 @@ from credits.billing.models import (
     StripeCustomer,
     StripeEvent,
     StripeEventStatus,
+    StripeWebhookRefusal,
 )
 
 
@@ -160,8 +161,10 @@ class StripeCustomerAdmin(ReadOnlyMixin, admin.ModelAdmin):
 
 @admin.register(StripeEvent)
 class StripeEventAdmin(ReadOnlyMixin, admin.ModelAdmin):
-    """Every webhook delivery as stored before processing. "Reprocess selected events" runs
-    `credits.billing.webhooks.reprocess` (a processed event is never applied twice)."""
+    """Every verified webhook event as stored before processing. "Reprocess selected events"
+    runs `credits.billing.webhooks.reprocess` (a processed event is never applied twice).
+    Refused deliveries are counted per hour (`StripeWebhookRefusalAdmin`); `invalid` rows are
+    older refusals, pruned after `webhooks.REFUSAL_RETENTION`."""
 
     list_display = (
         "received_at",
@@ -261,6 +264,31 @@ class StripeEventAdmin(ReadOnlyMixin, admin.ModelAdmin):
                 f"Skipped {skipped} event(s) already processed or invalid.",
                 messages.WARNING,
             )
+
+
+@admin.register(StripeWebhookRefusal)
+class StripeWebhookRefusalAdmin(ReadOnlyMixin, admin.ModelAdmin):
+    """Refused webhook deliveries (bad signature, malformed payload), per hour: how many, and
+    the first few with why and the body's first characters. Nothing else of them is kept."""
+
+    list_display = ("hour", "count", "samples_kept", "last_at", "last_error")
+    date_hierarchy = "hour"
+    ordering = ("-hour",)
+    fields = ("hour", "count", "last_at", "samples_pretty")
+    readonly_fields = fields
+
+    @admin.display(description="samples kept")
+    def samples_kept(self, obj: StripeWebhookRefusal) -> int:
+        return len(obj.samples or [])
+
+    @admin.display(description="last sampled error")
+    def last_error(self, obj: StripeWebhookRefusal) -> str:
+        return _excerpt(obj.samples[-1].get("error", ""), 80) if obj.samples else ""
+
+    @admin.display(description="samples")
+    def samples_pretty(self, obj: StripeWebhookRefusal) -> str:
+        text = json.dumps(obj.samples, indent=2, ensure_ascii=False)
+        return format_html('<pre class="stripe-payload">{}</pre>', text)
 
 
 @admin.register(Purchase)

@@ -86,9 +86,10 @@ class StripeEventStatus(models.TextChoices):
 
 
 class StripeEvent(models.Model):
-    """Every webhook delivery, stored before it is processed (dj-stripe style). A valid event is
-    stored once per Stripe event id and processed once; invalid deliveries (bad signature,
-    malformed payload) are kept with `event_id` empty for inspection."""
+    """Every verified webhook event, stored before it is processed (dj-stripe style), once per
+    Stripe event id and processed once. Refused deliveries (bad signature, malformed payload)
+    are not stored here but counted in `StripeWebhookRefusal`; rows with status `invalid` and
+    `raw_body` are older refusals, pruned with the refusal trace."""
 
     event_id = models.CharField(max_length=255, blank=True)
     type = models.CharField(max_length=100, blank=True, db_index=True)
@@ -97,7 +98,8 @@ class StripeEvent(models.Model):
     stripe_created_at = models.DateTimeField(null=True, blank=True)
     payload = models.JSONField(null=True, blank=True, help_text="The event as Stripe sent it.")
     raw_body = models.TextField(
-        blank=True, help_text="The raw request body, kept for invalid deliveries only."
+        blank=True,
+        help_text="The raw body of a refused delivery (earlier versions only; pruned).",
     )
     signature_valid = models.BooleanField(default=False)
     status = models.CharField(
@@ -125,6 +127,29 @@ class StripeEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.event_id or 'invalid delivery'} {self.type} ({self.status})"
+
+
+class StripeWebhookRefusal(models.Model):
+    """The bounded trace of refused webhook deliveries (bad or missing signature, malformed
+    payload): one row per hour with a counter and the first few samples, each truncated. An
+    unauthenticated caller can't make it grow beyond that; rows are pruned after a while."""
+
+    hour = models.DateTimeField(unique=True, help_text="The hour (UTC) the refusals fell in.")
+    count = models.PositiveIntegerField(default=0, help_text="Deliveries refused that hour.")
+    samples = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="The first refusals of the hour: when, why, and the body's first bytes.",
+    )
+    last_at = models.DateTimeField(help_text="The last refusal of the hour.")
+
+    class Meta:
+        ordering = ["-hour"]
+        verbose_name = "refused webhook delivery (per hour)"
+        verbose_name_plural = "refused webhook deliveries (per hour)"
+
+    def __str__(self) -> str:
+        return f"{self.count} refused webhook deliveries at {self.hour:%Y-%m-%d %H}:00 UTC"
 
 
 class PurchaseKind(models.TextChoices):

@@ -2,9 +2,14 @@
 
 1. **Verify** the `Stripe-Signature` header with STRIPE_WEBHOOK_SECRET (HMAC-SHA256 of
    ``"<t>.<body>"``, timestamp within STRIPE_WEBHOOK_TOLERANCE_S).
-2. **Store** the raw event before anything else, in its own (autocommit) write: a valid event
-   once per Stripe event id (a redelivery bumps `deliveries`); a bad signature or a malformed
-   payload as an `invalid` row (no event id, the raw body kept) answered 400.
+2. **Store** the event before anything else, in its own (autocommit) write, once per Stripe
+   event id (a redelivery bumps `deliveries`). A bad signature or a malformed payload (not a
+   JSON object, nested too deep, a NUL or a lone surrogate anywhere: see
+   `config.strict_json.loads_strict`) is answered 400 and stores nothing but a bounded trace:
+   the hour's counter in `StripeWebhookRefusal` and, for the first SAMPLES_PER_HOUR refusals of
+   the hour, a sample of at most SAMPLE_CHARS characters of the body. `refusals_prune` (beat)
+   deletes the trace, and the `invalid` events stored before it existed, after
+   REFUSAL_RETENTION.
 3. **Process** in a transaction of its own that starts by locking the event row
    (SELECT … FOR UPDATE): concurrent deliveries of one event queue on that lock and the later
    ones find it processed. The handler runs in a savepoint: if it fails, its writes are rolled
@@ -24,21 +29,24 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
 from accounts.services import audit_record
 from config.errors import ServiceError
+from config.strict_json import HostileJSON, loads_strict
 from credits.billing import gateway as gw
 from credits.billing import handlers
 from credits.billing.errors import InvalidSignature, RetryLater, Unprocessable
-from credits.billing.models import StripeEvent, StripeEventStatus
+from credits.billing.models import StripeEvent, StripeEventStatus, StripeWebhookRefusal
 from credits.billing.stripe_objects import ts
 
 logger = logging.getLogger(__name__)
 
-RAW_BODY_LIMIT = 200_000
+SAMPLE_CHARS = 1000
+SAMPLES_PER_HOUR = 20
+REFUSAL_RETENTION = timedelta(days=30)
 
 
 @dataclass(frozen=True)
@@ -53,9 +61,9 @@ class Outcome:
 
 def _parse(body: bytes) -> tuple[dict | None, str]:
     try:
-        payload = json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
-        return None, "Malformed payload: not JSON."
+        payload = loads_strict(body)
+    except HostileJSON as exc:
+        return None, f"Malformed payload: {exc}"
     if not isinstance(payload, dict):
         return None, "Malformed payload: not a JSON object."
     data = payload.get("data")
@@ -72,19 +80,58 @@ def _parse(body: bytes) -> tuple[dict | None, str]:
     return payload, ""
 
 
-def _store_invalid(
-    *, body: bytes, payload: dict | None, signature_valid: bool, error: str
-) -> StripeEvent:
+def _printable(text: str, limit: int) -> str:
+    """At most `limit` characters of `text`, without what PostgreSQL can't store."""
+    return text[:limit].replace("\x00", "\ufffd").encode("utf-8", "replace").decode("utf-8")
+
+
+def _trace_refusal(
+    *, body: bytes, payload: dict | None, signature_valid: bool, error: str, now=None
+) -> None:
+    """Count a refused delivery in its hour's row; keep a truncated sample of the first
+    SAMPLES_PER_HOUR of the hour. One statement: concurrent refusals add up."""
+    now = now or timezone.now()
     event_type = payload.get("type") if isinstance(payload, dict) else ""
-    return StripeEvent.objects.create(
-        event_id="",
-        type=event_type[:100] if isinstance(event_type, str) else "",
-        payload=payload,
-        raw_body=body.decode("utf-8", errors="replace")[:RAW_BODY_LIMIT],
-        signature_valid=signature_valid,
-        status=StripeEventStatus.INVALID,
-        error=error,
-    )
+    sample = {
+        "at": now.isoformat(),
+        "error": _printable(error, 300),
+        "signature_valid": signature_valid,
+        "type": _printable(event_type, 100) if isinstance(event_type, str) else "",
+        "bytes": len(body),
+        "body": _printable(body[: SAMPLE_CHARS * 4].decode("utf-8", "replace"), SAMPLE_CHARS),
+    }
+    table = StripeWebhookRefusal._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            INSERT INTO {table} AS r (hour, count, samples, last_at)
+            VALUES (%s, 1, jsonb_build_array(%s::jsonb), %s)
+            ON CONFLICT (hour) DO UPDATE SET
+                count = r.count + 1,
+                last_at = GREATEST(r.last_at, EXCLUDED.last_at),
+                samples = CASE
+                    WHEN jsonb_array_length(r.samples) < %s THEN r.samples || EXCLUDED.samples
+                    ELSE r.samples
+                END
+            """,
+            [
+                now.replace(minute=0, second=0, microsecond=0),
+                json.dumps(sample),
+                now,
+                SAMPLES_PER_HOUR,
+            ],
+        )
+
+
+def refusals_prune(*, now=None) -> int:
+    """Beat task: delete the refusal trace older than REFUSAL_RETENTION, and the `invalid`
+    events (with their raw bodies) stored before refusals were only traced."""
+    cutoff = (now or timezone.now()) - REFUSAL_RETENTION
+    traces, _ = StripeWebhookRefusal.objects.filter(hour__lt=cutoff).delete()
+    legacy, _ = StripeEvent.objects.filter(
+        status=StripeEventStatus.INVALID, received_at__lt=cutoff
+    ).delete()
+    return traces + legacy
 
 
 def _store(payload: dict) -> StripeEvent:
@@ -122,14 +169,13 @@ def receive(*, body: bytes, signature: str | None) -> Outcome:
         )
     except InvalidSignature as exc:
         signature_error = f"Invalid signature: {exc.detail}"
-    payload, parse_error = _parse(body)
+    # An unverified body is not parsed: it is only counted, and sampled.
+    payload, parse_error = (None, "") if signature_error else _parse(body)
     if signature_error or parse_error:
         error = signature_error or parse_error
-        event = _store_invalid(
-            body=body, payload=payload, signature_valid=not signature_error, error=error
-        )
-        logger.warning("stripe webhook refused (stored as %s): %s", event.pk, error)
-        return Outcome(400, {"error": error, "stored": event.pk}, event)
+        _trace_refusal(body=body, payload=payload, signature_valid=not signature_error, error=error)
+        logger.warning("stripe webhook refused (%d bytes): %s", len(body), error[:300])
+        return Outcome(400, {"error": error})
     event = _store(payload)
     return process(event_pk=event.pk)
 

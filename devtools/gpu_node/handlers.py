@@ -87,11 +87,12 @@ class Handler(BaseHTTPRequestHandler):
                 body = json.loads(raw) if raw else {}
             except (ValueError, UnicodeDecodeError):
                 body = _INVALID_JSON
-        route = path if not path.startswith("/history/") else "/history/{id}"
+        route = path
+        for prefix in ("/history/", "/object_info/"):
+            if path.startswith(prefix):
+                route = prefix + "{id}"
         node.count(f"{method} {route}")
-        faulty = not node.config.fault_routes or f"{method} {route}" in node.config.fault_routes
-        if faulty and node.chance(node.config.flaky_http_rate):
-            node.count("flaky")
+        if node.fault("flaky", f"{method} {route}"):
             status = node.config.flaky_http_status
             self._send(status, {"error": f"simulated transient failure ({status})"})
             return
@@ -100,12 +101,15 @@ class Handler(BaseHTTPRequestHandler):
         except Exception:
             logger.exception("%s: %s %s failed", node.config.name, method, self.path)
             status, payload = 500, {"error": "internal error"}
-        if faulty and node.chance(node.config.drop_response_rate):
-            node.count("dropped")
+        if node.fault("dropped", f"{method} {route}"):
             self.close_connection = True  # handled, but the answer is lost
             return
         if isinstance(payload, bytes):
-            kind = "audio/flac" if payload.startswith(b"fLaC") else "image/png"
+            kind = "application/octet-stream"
+            if payload.startswith(b"fLaC"):
+                kind = "audio/flac"
+            elif payload.startswith(b"\x89PNG"):
+                kind = "image/png"
             self._send_bytes(status, payload, kind)
         else:
             self._send(status, payload)
@@ -136,7 +140,15 @@ class Handler(BaseHTTPRequestHandler):
                 seed = node.file_seed(filename, query.get("subfolder", [""])[0])
                 if seed is None:
                     return 404, {"error": "not found"}
-                return 200, FLAC_BYTES if filename.endswith(".flac") else png_bytes(seed)
+                if filename.endswith(".png"):
+                    return 200, png_bytes(seed)
+                return 200, FLAC_BYTES if filename.endswith(".flac") else b"\0" * 16
+            if path == "/object_info":
+                return 200, node.object_info()
+            if path.startswith("/object_info/"):
+                name = path[len("/object_info/") :]
+                info = node.object_info()
+                return 200, {name: info[name]} if name in info else {}
             return 404, {"error": "not found"}
         if path == "/prompt":
             return node.submit(body)

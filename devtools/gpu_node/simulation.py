@@ -1,5 +1,10 @@
 """The simulated node itself: its configuration, queue, GPU worker threads and history.
 
+It runs any graph of the node classes a real ComfyUI has (validated against the recorded
+/object_info): the GPU's work is one service time per prompt (unless every output is cached);
+the output nodes report what a real node reports (OUTPUT_FILES, `PreviewAny`'s text, nothing
+for the others); a literal given where a link is due fails at run time, as on a real node.
+
 Service time is drawn log-normally around `mean_s`, with a cold start when the node has been
 idle and a failure rate; prompt text containing `[fail]` fails (a GPU error) and `[reject]` is
 refused by the node's safety check (the customer's fault)."""
@@ -22,11 +27,38 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass
 
-from devtools.gpu_node.validation import error_body, validate_prompt
+from devtools.gpu_node.validation import (
+    COMBO,
+    NODE_TYPES,
+    PRIMITIVES,
+    error_body,
+    object_info,
+    validate_prompt,
+)
 
 logger = logging.getLogger(__name__)
 
 MAX_HISTORY = 10_000
+# The output nodes that write files, as a real ComfyUI 0.3.64 reports them in the history:
+# class → (key, extension, type). Videos and animations are listed under "images" with
+# "animated": [true]; audio under "audio", 3D models under "3d".
+OUTPUT_FILES = {
+    "SaveImage": ("images", "png", "output"),
+    "PreviewImage": ("images", "png", "temp"),
+    "MaskPreview": ("images", "png", "temp"),
+    "SaveAnimatedWEBP": ("images", "webp", "output"),
+    "SaveAnimatedPNG": ("images", "png", "output"),
+    "SaveWEBM": ("images", "webm", "output"),
+    "SaveVideo": ("images", "mp4", "output"),
+    "SaveSVGNode": ("images", "svg", "output"),
+    "SaveAudio": ("audio", "flac", "output"),
+    "SaveAudioMP3": ("audio", "mp3", "output"),
+    "SaveAudioOpus": ("audio", "opus", "output"),
+    "PreviewAudio": ("audio", "flac", "temp"),
+    "SaveGLB": ("3d", "glb", "output"),
+    "SaveLatent": ("latents", "latent", "output"),
+}
+ANIMATED = frozenset({"SaveAnimatedWEBP", "SaveAnimatedPNG", "SaveWEBM", "SaveVideo"})
 VERSION = "gpu-credits-sim-1"
 
 
@@ -55,8 +87,14 @@ class NodeConfig:
     flaky_http_rate: float = 0.0
     flaky_http_status: int = 503
     drop_response_rate: float = 0.0
-    # Only these routes ("POST /prompt", "GET /history/{id}", "GET /queue", ...) when given.
+    # Only these routes ("POST /prompt", "GET /history/{id}", "GET /queue", ...) when given;
+    # flaky_routes / drop_routes, when given, name the routes of one kind of fault.
     fault_routes: tuple[str, ...] = ()
+    flaky_routes: tuple[str, ...] = ()
+    drop_routes: tuple[str, ...] = ()
+    # At most this many faults of each kind, then the node behaves (None: no limit).
+    flaky_limit: int | None = None
+    drop_limit: int | None = None
     random_seed: int | None = None
     # The checkpoint files installed on the node: a `ckpt_name` must name one, as on a real
     # node. None: any name is accepted (as if every checkpoint were installed).
@@ -108,6 +146,26 @@ class GpuNode:
             return False
         with self._lock:
             return self.rng.random() < rate
+
+    def fault(self, kind: str, route: str) -> bool:
+        """Whether to inject a fault of `kind` ("flaky" or "dropped") into this request of
+        `route` ("POST /prompt"): the kind's routes, rate and limit decide; counted in stats."""
+        c = self.config
+        rate, routes, limit = (
+            (c.flaky_http_rate, c.flaky_routes, c.flaky_limit)
+            if kind == "flaky"
+            else (c.drop_response_rate, c.drop_routes, c.drop_limit)
+        )
+        routes = routes or c.fault_routes
+        if rate <= 0 or (routes and route not in routes):
+            return False
+        with self._lock:
+            if limit is not None and self.stats[kind] >= limit:
+                return False
+            if self.rng.random() >= rate:
+                return False
+        self.count(kind)
+        return True
 
     def start(self) -> None:
         for index in range(self.config.workers):
@@ -221,6 +279,20 @@ class GpuNode:
         """The seed a saved output was drawn from (its content), or None for an unknown file."""
         with self._lock:
             return self._files.get((subfolder, filename))
+
+    def object_info(self) -> dict:
+        """GET /object_info: the recorded classes of a real node, with this node's installed
+        checkpoints as the `ckpt_name` choices when it is given some."""
+        info = object_info()
+        if self.config.checkpoints is None:
+            return info
+        info = copy.deepcopy(info)
+        for entry in info.values():
+            for category in ("required", "optional"):
+                spec = (entry.get("input") or {}).get(category) or {}
+                if "ckpt_name" in spec and isinstance(spec["ckpt_name"][0], list):
+                    spec["ckpt_name"][0] = list(self.config.checkpoints)
+        return info
 
     def system_stats(self) -> dict:
         c = self.config
@@ -339,7 +411,11 @@ class GpuNode:
             self._message("execution_cached", prompt_id, nodes=cached),
         ]
         if all(out_id in cached for out_id in output_ids):
-            outputs = {out_id: copy.deepcopy(cache[signatures[out_id]]) for out_id in output_ids}
+            outputs = {
+                out_id: copy.deepcopy(cache[signatures[out_id]])
+                for out_id in output_ids
+                if cache[signatures[out_id]]
+            }
             messages.append(self._message("execution_success", prompt_id))
             logger.info("%s: prompt %s answered from the cache", c.name, prompt_id)
             return outputs, self._status("success", messages), _meta(output_ids)
@@ -357,6 +433,16 @@ class GpuNode:
             failing = (
                 "CLIPTextEncode",
                 PromptRejected("The model's safety check refused this prompt."),
+                cold_s,
+            )
+        elif literal := _literal_for_a_link(prompt, signatures):
+            node_id, name, type_ = literal
+            failing = (
+                prompt[node_id]["class_type"],
+                AttributeError(
+                    f"'{type(prompt[node_id]['inputs'][name]).__name__}' object given for"
+                    f" input {name} ({type_}) has no attribute of a {type_}"
+                ),
                 cold_s,
             )
         elif any("[fail]" in t for t in texts) or self.chance(c.failure_rate):
@@ -401,7 +487,7 @@ class GpuNode:
             logger.info("%s: prompt %s failed: %s", c.name, prompt_id, exc)
             return {}, self._status("error", messages), {}
 
-        outputs = {
+        ui = {
             out_id: (
                 copy.deepcopy(cache[signatures[out_id]])
                 if out_id in cached
@@ -409,10 +495,10 @@ class GpuNode:
             )
             for out_id in output_ids
         }
+        # As ComfyUI: only the nodes that report something are listed in the outputs.
+        outputs = {out_id: files for out_id, files in ui.items() if files}
         with self._lock:
-            self._cache = {
-                signatures[nid]: outputs.get(nid, {}) for nid in prompt if nid in signatures
-            }
+            self._cache = {signatures[nid]: ui.get(nid, {}) for nid in prompt if nid in signatures}
         executed.extend(prompt)
         messages.append(self._message("execution_success", prompt_id))
         logger.info(
@@ -425,34 +511,46 @@ class GpuNode:
         return outputs, self._status("success", messages), _meta(output_ids)
 
     def _save(self, prompt: dict, node: dict) -> dict:
-        """The files an output node writes, named as ComfyUI names them: the prefix's folder is
-        the subfolder, its name is numbered per prefix (`shared_00001_.png`); previews are
-        temporary files. Audio is listed under "audio", images under "images"."""
-        seed = self._first_input(prompt, ("KSampler", "seed"), ("EmptyImage", "color"))
-        batch = self._first_input(
-            prompt, ("EmptyLatentImage", "batch_size"), ("EmptyImage", "batch_size"), default=1
-        )
+        """What an output node reports, as ComfyUI's nodes report it (OUTPUT_FILES): the files
+        it writes, named as ComfyUI names them (the prefix's folder is the subfolder, the name
+        numbered per prefix: `shared_00001_.png`; previews are temporary files), `text` for
+        PreviewAny, nothing for the others (SaveImageWebsocket, model savers, …)."""
+        class_type = node["class_type"]
         inputs = node.get("inputs") or {}
-        if node["class_type"] == "PreviewImage":
+        if class_type == "PreviewAny":
+            source = inputs.get("source")
+            return {"text": [json.dumps(source) if isinstance(source, list) else str(source)]}
+        if class_type not in OUTPUT_FILES:
+            return {}
+        key, extension, kind = OUTPUT_FILES[class_type]
+        seed = self._first_input(prompt, ("KSampler", "seed"), ("EmptyImage", "color"))
+        count = 1
+        if key == "images" and class_type not in ANIMATED:
+            count = int(
+                self._first_input(
+                    prompt,
+                    ("EmptyLatentImage", "batch_size"),
+                    ("EmptyImage", "batch_size"),
+                    default=1,
+                )
+            )
+        if kind == "temp":
+            token = uuid.uuid4().hex[:5]
             names = [
-                ("", f"ComfyUI_temp_{uuid.uuid4().hex[:5]}_{index + 1:05}_.png")
-                for index in range(int(batch))
+                ("", f"ComfyUI_temp_{token}_{index + 1:05}_.{extension}") for index in range(count)
             ]
-            files = self._register(names, int(seed or 0))
-            return {"images": [{**f, "type": "temp"} for f in files]}
-        prefix = posixpath.normpath(str(inputs.get("filename_prefix") or "ComfyUI"))
-        subfolder, name = posixpath.split(prefix)
-        if subfolder.startswith(("/", "..")):
-            subfolder = ""  # a real node refuses to write outside its output folder
-        audio = node["class_type"] == "SaveAudio"
-        count = 1 if audio else int(batch)
-        with self._lock:
-            first = self._file_counters[(subfolder, name)] + 1
-            self._file_counters[(subfolder, name)] += count
-        extension = "flac" if audio else "png"
-        names = [(subfolder, f"{name}_{first + i:05}_.{extension}") for i in range(count)]
-        files = self._register(names, int(seed or 0))
-        return {"audio" if audio else "images": [{**f, "type": "output"} for f in files]}
+        else:
+            prefix = _literal(prompt, inputs.get("filename_prefix")) or "ComfyUI"
+            prefix = posixpath.normpath(str(prefix))
+            subfolder, name = posixpath.split(prefix)
+            if subfolder.startswith(("/", "..")):
+                subfolder = ""  # a real node refuses to write outside its output folder
+            with self._lock:
+                first = self._file_counters[(subfolder, name)] + 1
+                self._file_counters[(subfolder, name)] += count
+            names = [(subfolder, f"{name}_{first + i:05}_.{extension}") for i in range(count)]
+        files = [{**f, "type": kind} for f in self._register(names, int(seed or 0))]
+        return {key: files, "animated": [True]} if class_type in ANIMATED else {key: files}
 
     def _register(self, names: list[tuple[str, str]], seed: int) -> list[dict]:
         with self._lock:
@@ -474,6 +572,36 @@ class GpuNode:
                     if not isinstance(value, list):
                         return value
         return default
+
+
+def _literal(prompt: dict, value):
+    """A value, a link to a Primitive* node (PrimitiveString, …) followed to its value."""
+    while isinstance(value, list) and len(value) == 2 and value[0] in prompt:
+        node = prompt[value[0]]
+        if not str(node["class_type"]).startswith("Primitive"):
+            return None
+        value = (node.get("inputs") or {}).get("value")
+    return value
+
+
+def _literal_for_a_link(prompt: dict, signatures: dict) -> tuple[str, str, str] | None:
+    """(node, input, type) of a literal value given for an input that takes another node's
+    output (a MODEL, an IMAGE, …): ComfyUI's validation lets it through and the node fails
+    when it runs."""
+    for node_id in signatures:
+        node = prompt[node_id]
+        spec = NODE_TYPES[node["class_type"]]
+        for name, value in (node.get("inputs") or {}).items():
+            type_ = (spec["required"].get(name) or spec["optional"].get(name) or (None,))[0]
+            if (
+                isinstance(type_, str)
+                and type_ not in PRIMITIVES
+                and type_ != COMBO
+                and "*" not in type_
+                and not isinstance(value, list)
+            ):
+                return node_id, name, type_
+    return None
 
 
 def _meta(output_ids) -> dict[str, dict]:

@@ -1,143 +1,72 @@
-"""ComfyUI's prompt validation (`validate_prompt`), for the node classes this node knows, with
-ComfyUI's error shapes."""
+"""ComfyUI's prompt validation (`validate_prompt`, as in ComfyUI 0.3.64's execution.py) for every
+node class of a real node, with ComfyUI's error shapes.
+
+The node classes are those of a real ComfyUI 0.3.64: `object_info.json` is its `GET /object_info`
+answer, recorded unedited (491 classes). A class's inputs are validated as ComfyUI validates
+them: required inputs present, links `[node_id, slot]` to an output of a matching type (`*` and
+comma-separated unions match as in ComfyUI), literal INT / FLOAT / STRING / BOOLEAN values
+converted with int() / float() / str() / bool() (so 64.5 is 64 for an INT), then held to
+`min` / `max`, and choices (a list, or `COMBO` with `options`) held to their values. A choice
+of files the recording node did not have (its list is empty: `ckpt_name`, `lora_name`, …)
+takes the node's installed checkpoints for `ckpt_name` and any name otherwise.
+"""
 
 from __future__ import annotations
 
-# As a real ComfyUI 0.3.64 lists them (GET /object_info).
-SAMPLERS = [
-    "euler",
-    "euler_cfg_pp",
-    "euler_ancestral",
-    "euler_ancestral_cfg_pp",
-    "heun",
-    "heunpp2",
-    "dpm_2",
-    "dpm_2_ancestral",
-    "lms",
-    "dpm_fast",
-    "dpm_adaptive",
-    "dpmpp_2s_ancestral",
-    "dpmpp_2s_ancestral_cfg_pp",
-    "dpmpp_sde",
-    "dpmpp_sde_gpu",
-    "dpmpp_2m",
-    "dpmpp_2m_cfg_pp",
-    "dpmpp_2m_sde",
-    "dpmpp_2m_sde_gpu",
-    "dpmpp_2m_sde_heun",
-    "dpmpp_2m_sde_heun_gpu",
-    "dpmpp_3m_sde",
-    "dpmpp_3m_sde_gpu",
-    "ddpm",
-    "lcm",
-    "ipndm",
-    "ipndm_v",
-    "deis",
-    "res_multistep",
-    "res_multistep_cfg_pp",
-    "res_multistep_ancestral",
-    "res_multistep_ancestral_cfg_pp",
-    "gradient_estimation",
-    "gradient_estimation_cfg_pp",
-    "er_sde",
-    "seeds_2",
-    "seeds_3",
-    "sa_solver",
-    "sa_solver_pece",
-    "ddim",
-    "uni_pc",
-    "uni_pc_bh2",
-]
-SCHEDULERS = [
-    "simple",
-    "sgm_uniform",
-    "karras",
-    "exponential",
-    "ddim_uniform",
-    "beta",
-    "normal",
-    "linear_quadratic",
-    "kl_optimal",
-]
+import json
+from functools import cache
+from pathlib import Path
 
-# The node classes this node knows, as a real ComfyUI declares them (INPUT_TYPES / RETURN_TYPES,
-# every input required; held to a recorded GET /object_info by tests/devtools): inputs (type,
-# options) and output types. A type that is a list is a choice; CHECKPOINT is the choice of the
-# node's installed checkpoint files; links carry the other upper-case types.
-NODE_TYPES: dict[str, dict] = {
-    "CheckpointLoaderSimple": {
-        "inputs": {"ckpt_name": ("CHECKPOINT", {})},
-        "outputs": ("MODEL", "CLIP", "VAE"),
-    },
-    "CLIPTextEncode": {
-        "inputs": {"text": ("STRING", {}), "clip": ("CLIP", {})},
-        "outputs": ("CONDITIONING",),
-    },
-    "EmptyLatentImage": {
-        "inputs": {
-            "width": ("INT", {"min": 16, "max": 16384}),
-            "height": ("INT", {"min": 16, "max": 16384}),
-            "batch_size": ("INT", {"min": 1, "max": 4096}),
-        },
-        "outputs": ("LATENT",),
-    },
-    "KSampler": {
-        "inputs": {
-            "model": ("MODEL", {}),
-            "seed": ("INT", {"min": 0, "max": 0xFFFFFFFFFFFFFFFF}),
-            "steps": ("INT", {"min": 1, "max": 10000}),
-            "cfg": ("FLOAT", {"min": 0.0, "max": 100.0}),
-            "sampler_name": (SAMPLERS, {}),
-            "scheduler": (SCHEDULERS, {}),
-            "positive": ("CONDITIONING", {}),
-            "negative": ("CONDITIONING", {}),
-            "latent_image": ("LATENT", {}),
-            "denoise": ("FLOAT", {"min": 0.0, "max": 1.0}),
-        },
-        "outputs": ("LATENT",),
-    },
-    "VAEDecode": {
-        "inputs": {"samples": ("LATENT", {}), "vae": ("VAE", {})},
-        "outputs": ("IMAGE",),
-    },
-    "EmptyImage": {
-        "inputs": {
-            "width": ("INT", {"min": 1, "max": 16384}),
-            "height": ("INT", {"min": 1, "max": 16384}),
-            "batch_size": ("INT", {"min": 1, "max": 4096}),
-            "color": ("INT", {"min": 0, "max": 0xFFFFFF}),
-        },
-        "outputs": ("IMAGE",),
-    },
-    "SaveImage": {
-        "inputs": {"images": ("IMAGE", {}), "filename_prefix": ("STRING", {})},
-        "outputs": (),
-        "output_node": True,
-    },
-    "PreviewImage": {
-        "inputs": {"images": ("IMAGE", {})},
-        "outputs": (),
-        "output_node": True,
-    },
-    "EmptyAudio": {
-        "inputs": {
-            "duration": ("FLOAT", {"min": 0.0, "max": 0xFFFFFFFFFFFFFFFF}),
-            "sample_rate": ("INT", {}),
-            "channels": ("INT", {"min": 1, "max": 2}),
-        },
-        "outputs": ("AUDIO",),
-    },
-    "SaveAudio": {
-        "inputs": {"audio": ("AUDIO", {}), "filename_prefix": ("STRING", {})},
-        "outputs": (),
-        "output_node": True,
-    },
-}
-LINK_TYPES = {"MODEL", "CLIP", "VAE", "CONDITIONING", "LATENT", "IMAGE", "AUDIO"}
+OBJECT_INFO_PATH = Path(__file__).with_name("object_info.json")
+PRIMITIVES = {"INT", "FLOAT", "STRING", "BOOLEAN"}
+COMBO = "COMBO"
+
+
+@cache
+def object_info() -> dict[str, dict]:
+    """The recorded `GET /object_info` of a real ComfyUI 0.3.64, class name → its entry."""
+    return json.loads(OBJECT_INFO_PATH.read_text())
+
+
+def _spec(entry: dict) -> dict:
+    def inputs(category: str) -> dict[str, tuple]:
+        declared = (entry.get("input") or {}).get(category) or {}
+        return {
+            name: (spec[0], spec[1] if len(spec) > 1 and isinstance(spec[1], dict) else {})
+            for name, spec in declared.items()
+        }
+
+    return {
+        "required": inputs("required"),
+        "optional": inputs("optional"),
+        "outputs": tuple(entry.get("output") or ()),
+        "output_node": bool(entry.get("output_node")),
+    }
+
+
+@cache
+def node_types() -> dict[str, dict]:
+    """Every node class: {"required": {input: (type, options)}, "optional": {...},
+    "outputs": (type, ...), "output_node": bool}, from the recorded /object_info."""
+    return {name: _spec(entry) for name, entry in object_info().items()}
+
+
+NODE_TYPES: dict[str, dict] = node_types()
 
 
 def error_body(type_: str, message: str, details: str = "", extra_info: dict | None = None) -> dict:
     return {"type": type_, "message": message, "details": details, "extra_info": extra_info or {}}
+
+
+def types_match(received, expected) -> bool:
+    """ComfyUI's validate_node_input: equal, a `*` on either side, or overlapping unions."""
+    if received == expected:
+        return True
+    if not isinstance(received, str) or not isinstance(expected, str):
+        return False
+    got = {t.strip() for t in received.split(",")}
+    wanted = {t.strip() for t in expected.split(",")}
+    return "*" in got or "*" in wanted or not got.isdisjoint(wanted)
 
 
 def validate_prompt(
@@ -145,8 +74,9 @@ def validate_prompt(
 ) -> tuple[bool, dict | None, list[str], dict]:
     """(valid, error, output node ids to execute, node_errors), as ComfyUI's validate_prompt:
     a prompt is valid when at least one output node validates; node_errors lists the nodes
-    with errors and the outputs that depend on them. `checkpoints`: the installed checkpoint
-    files a `ckpt_name` must name (None: any name)."""
+    with errors and the outputs that depend on them. Literal values are converted in place,
+    as ComfyUI does. `checkpoints`: the installed checkpoint files a `ckpt_name` must name
+    (None: any name)."""
     if not isinstance(prompt, dict) or not prompt:
         return (
             False,
@@ -166,7 +96,7 @@ def validate_prompt(
                 [],
                 {},
             )
-        if node["class_type"] not in NODE_TYPES:
+        if not isinstance(node["class_type"], str) or node["class_type"] not in NODE_TYPES:
             return (
                 False,
                 error_body(
@@ -177,7 +107,7 @@ def validate_prompt(
                 [],
                 {},
             )
-    outputs = [nid for nid, n in prompt.items() if NODE_TYPES[n["class_type"]].get("output_node")]
+    outputs = [nid for nid, n in prompt.items() if NODE_TYPES[n["class_type"]]["output_node"]]
     if not outputs:
         return False, error_body("prompt_no_outputs", "Prompt has no outputs"), [], {}
 
@@ -227,12 +157,15 @@ def _validate_node(prompt, node_id, errors_by_node, seen, stack, checkpoints) ->
     if not isinstance(inputs, dict):
         errors.append(error_body("invalid_inputs", "Node inputs must be an object", f"{node_id}"))
         return
-    for name, (type_, options) in spec["inputs"].items():
+    declared = [(name, s, True) for name, s in spec["required"].items()]
+    declared += [(name, s, False) for name, s in spec["optional"].items()]
+    for name, (type_, options), required in declared:
         info = {"input_name": name}
         if name not in inputs:
-            errors.append(
-                error_body("required_input_missing", "Required input is missing", name, info)
-            )
+            if required:
+                errors.append(
+                    error_body("required_input_missing", "Required input is missing", name, info)
+                )
             continue
         value = inputs[name]
         if isinstance(value, list):
@@ -254,7 +187,7 @@ def _validate_node(prompt, node_id, errors_by_node, seen, stack, checkpoints) ->
             linked_id, slot = value
             returns = NODE_TYPES[prompt[linked_id]["class_type"]]["outputs"]
             received = returns[slot] if 0 <= slot < len(returns) else None
-            if received != type_:
+            if not types_match(received, type_):
                 errors.append(
                     error_body(
                         "return_type_mismatch",
@@ -271,8 +204,12 @@ def _validate_node(prompt, node_id, errors_by_node, seen, stack, checkpoints) ->
                 continue
             _validate_node(prompt, linked_id, errors_by_node, seen, (*stack, node_id), checkpoints)
             continue
-        if type_ == "CHECKPOINT":
-            type_ = list(checkpoints) if checkpoints is not None else "STRING"
+        if isinstance(type_, list) and not type_:
+            # A choice of files the recording node did not have.
+            if name == "ckpt_name" and checkpoints is not None:
+                type_ = list(checkpoints)
+            else:
+                continue
         problem = _check_value(name, value, type_, options)
         if isinstance(problem, dict):
             errors.append(problem)
@@ -281,48 +218,53 @@ def _validate_node(prompt, node_id, errors_by_node, seen, stack, checkpoints) ->
 
 
 def _check_value(name, value, type_, options):
-    """The converted value, or an error dict."""
+    """The converted value, or an error dict (ComfyUI's validate_inputs for a literal)."""
     info = {"input_name": name, "received_value": value}
-    if isinstance(type_, list):
-        if value not in type_:
-            return error_body(
-                "value_not_in_list", "Value not in list", f"{name}: '{value}' not in {type_}", info
-            )
-        return value
-    if type_ in LINK_TYPES:
-        return error_body(
-            "invalid_input_type",
-            f"Failed to convert an input value to a {type_} value",
-            f"{name}, {value}",
-            info,
-        )
+    if isinstance(value, dict) and "__value__" in value:
+        value = value["__value__"]  # ComfyUI's wrapper for a list given as a value
     try:
-        # ComfyUI converts with int() / float() / str(): 64.5 is 64 for an INT, not an error.
         if type_ == "INT":
             value = int(value)
         elif type_ == "FLOAT":
             value = float(value)
         elif type_ == "STRING":
             value = str(value)
-    except (TypeError, ValueError) as exc:
+        elif type_ == "BOOLEAN":
+            value = bool(value)
+    except (TypeError, ValueError, OverflowError) as exc:
         return error_body(
             "invalid_input_type",
-            f"Failed to convert an input value to a {type_} value",
+            f"Failed to convert an input {name} value to a {type_} value",
             f"{name}, {value}, {exc}",
             {**info, "exception_message": str(exc)},
         )
-    if "min" in options and value < options["min"]:
+    try:
+        if "min" in options and value < options["min"]:
+            return error_body(
+                "value_smaller_than_min",
+                f"Value {value} smaller than min of {options['min']}",
+                name,
+                info,
+            )
+        if "max" in options and value > options["max"]:
+            return error_body(
+                "value_bigger_than_max",
+                f"Value {value} bigger than max of {options['max']}",
+                name,
+                info,
+            )
+    except TypeError as exc:  # a literal where a link was due, compared with a number
         return error_body(
-            "value_smaller_than_min",
-            f"Value {value} smaller than min of {options['min']}",
-            name,
-            info,
+            "invalid_input_type",
+            f"Failed to convert an input {name} value to a {type_} value",
+            f"{name}, {value}, {exc}",
+            {**info, "exception_message": str(exc)},
         )
-    if "max" in options and value > options["max"]:
-        return error_body(
-            "value_bigger_than_max",
-            f"Value {value} bigger than max of {options['max']}",
-            name,
-            info,
-        )
+    if isinstance(type_, list) or type_ == COMBO:
+        choices = type_ if isinstance(type_, list) else options.get("options", [])
+        if value not in choices:
+            shown = f"(list of length {len(choices)})" if len(choices) > 20 else str(choices)
+            return error_body(
+                "value_not_in_list", "Value not in list", f"{name}: '{value}' not in {shown}", info
+            )
     return value

@@ -11,6 +11,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from config.api.serializers import QuerySerializer, StrictSerializer
 from generations.models import Job, JobStatus
 
 CREDITS = {"max_digits": 18, "decimal_places": 3}
@@ -114,7 +115,7 @@ class JobSerializer(serializers.ModelSerializer):
         }
 
 
-class GenerationCreateSerializer(serializers.Serializer):
+class GenerationCreateSerializer(StrictSerializer):
     """The body of a submission. Only its shape is checked here; the model and `params` are
     validated by the service (unknown model, the model's JSON Schema)."""
 
@@ -132,7 +133,11 @@ class GenerationCreateSerializer(serializers.Serializer):
         return value
 
 
-class JobListQuerySerializer(serializers.Serializer):
+class GenerationCancelSerializer(StrictSerializer):
+    """The body of a cancel: nothing (an empty body or `{}`); any field is refused."""
+
+
+class JobListQuerySerializer(QuerySerializer):
     status = serializers.ChoiceField(
         choices=JobStatus.choices, required=False, help_text="Only jobs in this status."
     )

@@ -1,12 +1,18 @@
 from django.urls import path
 
 from generations.api import views
+from generations.api.output_views import GenerationOutputView
 
 urlpatterns = [
     path("models/", views.ModelListView.as_view(), name="api-model-list"),
     path("generations/", views.GenerationListCreateView.as_view(), name="api-generation-list"),
     path(
         "generations/<str:id>/", views.GenerationDetailView.as_view(), name="api-generation-detail"
+    ),
+    path(
+        "generations/<str:id>/output/<str:filename>",
+        GenerationOutputView.as_view(),
+        name="api-generation-output",
     ),
     path(
         "generations/<str:id>/cancel/",

@@ -16,7 +16,6 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.generics import ListAPIView
-from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
 from rest_framework.reverse import reverse
 from rest_framework.views import APIView
@@ -26,6 +25,7 @@ from config.api.schema import AUTH_ERRORS, problem_responses
 from generations import selectors, services
 from generations.api.serializers import (
     AIModelSerializer,
+    GenerationCancelSerializer,
     GenerationCreateSerializer,
     JobListQuerySerializer,
     JobSerializer,
@@ -38,7 +38,7 @@ JOB_ID = OpenApiParameter(
 )
 IDEMPOTENCY_KEY = OpenApiParameter(
     "Idempotency-Key",
-    OpenApiTypes.STR,
+    {"type": "string", "minLength": 1, "maxLength": 255},
     OpenApiParameter.HEADER,
     required=False,
     description=(
@@ -107,7 +107,6 @@ class ModelListView(APIView):
 
 class GenerationListCreateView(ListAPIView):
     serializer_class = JobSerializer
-    parser_classes = [JSONParser]
 
     def get_queryset(self):
         query = JobListQuerySerializer(data=self.request.query_params)
@@ -153,7 +152,7 @@ class GenerationListCreateView(ListAPIView):
                 description="Accepted (or replayed by Idempotency-Key): the job.",
                 examples=[OpenApiExample("queued", value=JOB_EXAMPLE, response_only=True)],
             ),
-            **problem_responses(400, 401, 402, 403, 409, 429, 503),
+            **problem_responses(400, 401, 402, 403, 409, 413, 429, 503),
         },
         examples=[
             OpenApiExample(
@@ -195,8 +194,6 @@ class GenerationDetailView(APIView):
 
 
 class GenerationCancelView(APIView):
-    parser_classes = [JSONParser]  # no body is needed; an empty one is fine
-
     @extend_schema(
         operation_id="generations_cancel",
         tags=["generations"],
@@ -208,9 +205,11 @@ class GenerationCancelView(APIView):
         ),
         request=None,
         parameters=[JOB_ID],
-        responses={200: JobSerializer, **problem_responses(400, 404, *AUTH_ERRORS)},
+        responses={200: JobSerializer, **problem_responses(400, 404, 413, *AUTH_ERRORS)},
     )
     def post(self, request, id):
+        if request.content_type.startswith("application/json"):  # no body is needed
+            GenerationCancelSerializer(data=request.data).is_valid(raise_exception=True)
         job = selectors.job_get(organization=request.organization, job_id=id)
         actor = request.user if request.user is not None and request.user.is_authenticated else None
         job = services.generation_cancel(job=job, actor=actor)

@@ -4,8 +4,11 @@ and the tests (which make it instant with GENERATIONS_SIMULATED_SPEEDUP=0).
 
 `backend_config` keys: `mean_s` (mean service time, default 2.0), `sigma` (log-normal shape,
 default 0.25), `cold_start_s` (default 0), `idle_before_cold_s` (default 300),
-`failure_rate` (0–1, default 0). Prompts containing `[fail]` fail (not the customer's fault)
-and `[reject]` are refused as the customer's fault — deterministic hooks for tests and demos.
+`failure_rate` (0–1, default 0), `output_type` (image, audio, video, 3d; default image). The
+result's `url` is the job's output file (`/api/v1/generations/<id>/output/<id>.<ext>`, a
+placeholder of the type made on the fly, served to the job's organization only). Prompts
+containing `[fail]` fail (not the customer's fault) and `[reject]` are refused as the
+customer's fault — deterministic hooks for tests and demos.
 """
 
 from __future__ import annotations
@@ -17,11 +20,20 @@ import time
 import zlib
 
 from django.conf import settings
+from django.urls import reverse
 
 from generations.backends import BackendError, RunRequest, RunResult
+from generations.backends.placeholders import extension
 
 _last_run: dict[str, float] = {}
 _lock = threading.Lock()
+
+
+def output_url(job_id: str, kind: str) -> str:
+    """Where a simulated job's output is fetched: a placeholder file of its type (PNG, WAV,
+    MP4, GLB) made on the fly, for the job's organization only."""
+    filename = f"{job_id}.{extension(kind)}"
+    return reverse("api-generation-output", kwargs={"id": job_id, "filename": filename})
 
 
 class SimulatedBackend:
@@ -61,10 +73,11 @@ class SimulatedBackend:
             )
         if "[fail]" in prompt or rng.random() < float(config.get("failure_rate", 0)):
             raise BackendError("Simulated GPU failure.", code="gpu_failure", node=node)
+        kind = str(config.get("output_type", "image"))
         return RunResult(
             output={
-                "type": config.get("output_type", "image"),
-                "url": f"/media/generations/{request.job_id}.png",
+                "type": kind,
+                "url": output_url(request.job_id, kind),
                 "seed": request.params.get("seed", 0),
                 "service_time_s": round(service, 3),
                 "cold_start_s": cold,

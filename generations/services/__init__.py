@@ -6,7 +6,8 @@
 - `execution`: a worker's run — claim, lease and heartbeat, finish with capture or release in
   the job's terminal transaction (`generation_run`);
 - `cancel`: a queued job stops and its hold is released (`generation_cancel`);
-- `reaper`: republish lost queued jobs, fail lapsed leases (`jobs_reap`).
+- `reaper`: republish lost queued jobs, requeue jobs whose worker is gone (lapsed lease) for
+  another attempt, fail them after the last (`jobs_reap`).
 
 `from generations import services` gives the verbs callers use. Reads (the price in force, the
 effective params schema) are in `generations.selectors`.

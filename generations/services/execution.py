@@ -49,30 +49,11 @@ def _claim(job_id, *, worker: str, now: datetime):
     if job.status == JobStatus.RUNNING:
         if job.lease_expires_at is None or job.lease_expires_at > now:
             return None, "running elsewhere"
-        # The worker running it is gone (its lease lapsed): this delivery takes over.
-        infra_costs_services.gpu_run_finish(
-            external_id=run_external_id(job, job.attempts),
-            status=RunStatus.FAILED,
-            finished_at=now,
-        )
-        if job.attempts >= settings.GENERATIONS_MAX_ATTEMPTS:
-            job_fail(
-                job,
-                code="worker_lost",
-                message="The GPU worker was lost repeatedly.",
-                customer_fault=False,
-                now=now,
-                worker=worker,
-            )
+        # The worker running it is gone (its lease lapsed; a redelivery got here before the
+        # reaper): the job is requeued as the reaper would, and this delivery runs it.
+        if not job_worker_lost(job, now=now, worker=worker):
             return None, "gave up"
-        job_event_add(
-            job,
-            JobStatus.RUNNING,
-            at=now,
-            worker=worker,
-            message="restarted: the previous worker was lost",
-        )
-    elif job.status != JobStatus.QUEUED:
+    if job.status != JobStatus.QUEUED:
         return None, f"already {job.status}"
     backend = get_backend(job.model.backend)
     request = RunRequest(
@@ -96,8 +77,15 @@ def _claim(job_id, *, worker: str, now: datetime):
     job.started_at = now
     job.lease_expires_at = _lease(now)
     job.save(update_fields=["status", "attempts", "node", "started_at", "lease_expires_at"])
-    if job.attempts == 1:
-        job_event_add(job, JobStatus.RUNNING, at=now, worker=worker, message=f"started on {node}")
+    job_event_add(
+        job,
+        JobStatus.RUNNING,
+        at=now,
+        worker=worker,
+        message=f"started on {node}"
+        if job.attempts == 1
+        else f"attempt {job.attempts} of {settings.GENERATIONS_MAX_ATTEMPTS} started on {node}",
+    )
     infra_costs_services.gpu_run_start(
         external_id=run_external_id(job, job.attempts),
         model_slug=job.model.slug,
@@ -244,3 +232,46 @@ def job_fail(
         worker=worker,
         message=f"{code}: {message}" + (" (charged)" if customer_fault else " (released)"),
     )
+
+
+def job_worker_lost(job: Job, *, now: datetime, worker: str = "") -> bool:
+    """A running job whose lease lapsed: its worker is gone. Locked by the caller, in the
+    caller's transaction. The lost attempt's GPU run is closed as failed at the lapse time (the
+    node was busy with it until then, as far as anyone knows). The job goes back to `queued`
+    for another attempt, keeping its hold (nothing is released or held again), or — when it had
+    its GENERATIONS_MAX_ATTEMPTS — fails with `worker_lost` and its hold is released.
+
+    Returns whether the job was requeued; the caller publishes it (or runs it). A late finish
+    by the lost worker is refused by `_finish` (the job is no longer running that attempt)."""
+    attempt = job.attempts
+    lapsed_at = min(job.lease_expires_at or now, now)
+    infra_costs_services.gpu_run_finish(
+        external_id=run_external_id(job, attempt),
+        status=RunStatus.FAILED,
+        finished_at=lapsed_at,
+    )
+    limit = settings.GENERATIONS_MAX_ATTEMPTS
+    if attempt >= limit:
+        job_fail(
+            job,
+            code="worker_lost",
+            message=f"The GPU worker running this job was lost on each of its {attempt} attempts.",
+            customer_fault=False,
+            now=now,
+            worker=worker,
+        )
+        return False
+    job_event_add(
+        job,
+        JobStatus.QUEUED,
+        at=now,
+        worker=worker,
+        message=f"worker lost during attempt {attempt} of {limit}; requeued",
+    )
+    job.status = JobStatus.QUEUED
+    job.node = ""
+    job.started_at = None
+    job.lease_expires_at = None
+    job.enqueued_at = now
+    job.save(update_fields=["status", "node", "started_at", "lease_expires_at", "enqueued_at"])
+    return True

@@ -128,6 +128,11 @@ def generation_submit(
                 "Idempotency-Key must be 1–255 characters.",
                 errors={"Idempotency-Key": ["1–255 characters."]},
             )
+        if not idempotency_key.isprintable():  # a NUL can't even be stored
+            raise ValidationError(
+                "Idempotency-Key must not contain control characters.",
+                errors={"Idempotency-Key": ["No control characters."]},
+            )
     if not isinstance(model_slug, str) or not model_slug:
         raise ValidationError("model is required.", errors={"model": ["Required."]})
     fingerprint = _fingerprint(model_slug, params if isinstance(params, dict) else {"_": params})

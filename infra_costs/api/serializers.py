@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
+from config.api.fields import DateField
+from config.api.serializers import QuerySerializer
 from infra_costs.allocation import IDLE_POLICIES
 from infra_costs.models import TERMINAL_RUN_STATUSES
 from infra_costs.periods import WINDOWS
@@ -14,15 +16,15 @@ USD = "Decimal string, 6 decimal places."
 HOURS = "Hours, decimal string, 6 decimal places."
 
 
-class UnitCostsQuerySerializer(serializers.Serializer):
-    start = serializers.DateField(help_text="First day of the period (YYYY-MM-DD, local).")
-    end = serializers.DateField(help_text="Day after the last one (exclusive).")
+class UnitCostsQuerySerializer(QuerySerializer):
+    start = DateField(help_text="First day of the period (YYYY-MM-DD, local).")
+    end = DateField(help_text="Day after the last one (exclusive).")
     window = serializers.ChoiceField(choices=WINDOWS, default="day")
     idle_policy = serializers.ChoiceField(choices=IDLE_POLICIES, default="weighted")
     timezone = serializers.CharField(default="UTC", help_text="IANA time zone, e.g. Europe/Berlin.")
 
 
-class ImportQuerySerializer(serializers.Serializer):
+class ImportQuerySerializer(QuerySerializer):
     skip_invalid = serializers.BooleanField(
         default=False,
         help_text="Import the good rows and report the bad ones instead of refusing the batch.",

@@ -81,7 +81,10 @@ def _import_schema(kind: str, row, example: dict) -> dict:
         ),
         "parameters": [ImportQuerySerializer],
         "request": row(many=True),
-        "responses": {200: ImportResultSerializer, **problem_responses(400, *AUTH_ERRORS)},
+        "responses": {
+            200: ImportResultSerializer,
+            **problem_responses(400, 413, *AUTH_ERRORS),
+        },
         "examples": [OpenApiExample(kind, value=[example], request_only=True)],
     }
 

@@ -52,6 +52,38 @@
     showMessage("Could not reach the server. Check your connection.", "error");
   });
 
+  // Sizes and colours that depend on data come as data attributes (the Content-Security-Policy
+  // allows no style="" attribute): <span data-meter-pct="37.5"> is a bar 37.5% wide, and
+  // <figure data-hue="210"> sets the preview's --hue. Applied to the page and to every piece
+  // htmx swaps in.
+  function applyDataStyles(root) {
+    if (!root || !root.querySelectorAll) return;
+    root.querySelectorAll("[data-meter-pct]").forEach(function (el) {
+      var pct = parseFloat(el.getAttribute("data-meter-pct"));
+      el.style.width = (isFinite(pct) ? Math.max(0, Math.min(100, pct)) : 0) + "%";
+    });
+    root.querySelectorAll("[data-hue]").forEach(function (el) {
+      var hue = parseFloat(el.getAttribute("data-hue"));
+      if (isFinite(hue)) el.style.setProperty("--hue", String(hue));
+    });
+  }
+  if (document.readyState === "loading") {
+    document.addEventListener("DOMContentLoaded", function () { applyDataStyles(document); });
+  } else {
+    applyDataStyles(document);
+  }
+  document.addEventListener("htmx:load", function (event) {
+    var elt = event.detail && event.detail.elt;
+    if (elt && elt.parentNode) applyDataStyles(elt.parentNode);
+  });
+
+  // Printing: open the number tables folded under the charts (staff reports).
+  window.addEventListener("beforeprint", function () {
+    document.querySelectorAll("details.chart-data").forEach(function (d) {
+      d.setAttribute("open", "");
+    });
+  });
+
   function showMessage(text, level) {
     var box = document.getElementById("messages");
     if (!box) return;

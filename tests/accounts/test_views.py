@@ -32,11 +32,25 @@ def _signup_data(**overrides):
         "email": "ada@example.com",
         "name": "Ada Lovelace",
         "organization_name": "Analytical Engines",
-        "password1": "a-long-unusual-passphrase-42",
-        "password2": "a-long-unusual-passphrase-42",
     }
     data.update(overrides)
     return data
+
+
+PASSPHRASE = "a-long-unusual-passphrase-42"
+
+
+def _emailed_path(message) -> str:
+    return re.search(r"https?://[^/\s]+(/\S+/)", message.body).group(1)
+
+
+def _signup_link(client, **overrides) -> str:
+    """Step 1 of signing up; returns the path of the emailed link."""
+    response = client.post(reverse("signup"), _signup_data(**overrides))
+    assert response.status_code == 302
+    assert response["Location"] == reverse("signup_sent")
+    assert len(mail.outbox) == 1
+    return _emailed_path(mail.outbox[-1])
 
 
 # --- Sign up ----------------------------------------------------------------------------------
@@ -45,17 +59,26 @@ def _signup_data(**overrides):
 def test_signup_page_renders_the_form(client):
     response = client.get(reverse("signup"))
     assert response.status_code == 200
-    for field in ("email", "organization_name", "password1", "password2"):
+    for field in ("email", "name", "organization_name"):
         assert f'name="{field}"' in response.content.decode()
 
 
-def test_signup_creates_user_and_org_on_free_plan_as_owner_and_logs_in(client):
-    response = client.post(reverse("signup"), _signup_data(email="Ada@Example.com"))
+def test_signup_emails_a_link_then_creates_user_and_org_on_free_plan_and_logs_in(client):
+    before = _counts()
+    link = _signup_link(client, email="Ada@Example.com")
+    assert mail.outbox[0].to == ["ada@example.com"]
+    assert _counts() == before  # nothing is written before the address is confirmed
+    assert client.get(reverse("signup_sent")).status_code == 200
+
+    page = client.get(link)
+    assert page.status_code == 200
+    assert "ada@example.com" in page.content.decode()
+    response = client.post(link, {"password1": PASSPHRASE, "password2": PASSPHRASE})
 
     assert response.status_code == 302
     assert response["Location"] == reverse("dashboard")
     user = User.objects.get(email="ada@example.com")
-    assert user.check_password("a-long-unusual-passphrase-42")
+    assert user.check_password(PASSPHRASE)
     assert user.name == "Ada Lovelace"
     membership = Membership.objects.get(user=user)
     assert membership.role == Role.OWNER
@@ -69,23 +92,56 @@ def test_signup_creates_user_and_org_on_free_plan_as_owner_and_logs_in(client):
     assert "Analytical Engines" in dashboard.content.decode()
 
 
-def test_signup_with_an_existing_email_shows_an_error_and_writes_nothing(client):
+def test_signup_with_an_existing_email_answers_the_same_and_emails_the_owner(client):
+    """No account enumeration: the answer is the same as for a new address; the existing
+    account's owner is told by email and nothing is written."""
     UserFactory(email="ada@example.com")
+    fresh = Client().post(reverse("signup"), _signup_data(email="new@example.com"))
+    mail.outbox.clear()
     before = _counts()
 
     response = client.post(reverse("signup"), _signup_data(email="ADA@example.com"))
 
-    assert response.status_code == 200
-    assert "email" in response.context["form"].errors
-    assert "already exists" in response.content.decode()
+    assert response.status_code == fresh.status_code == 302
+    assert response["Location"] == fresh["Location"] == reverse("signup_sent")
     assert _counts() == before
     assert "_auth_user_id" not in client.session
+    [message] = mail.outbox
+    assert message.to == ["ada@example.com"]
+    assert "already have one" in message.body
+    assert reverse("password_reset") in message.body
+    assert "/signup/confirm/" not in message.body
+
+
+def test_signup_link_works_once_and_not_when_forged(client):
+    link = _signup_link(client)
+    client.post(link, {"password1": PASSPHRASE, "password2": PASSPHRASE})
+    client.post(reverse("logout"))
+
+    again = client.get(link)
+    assert again.status_code == 400
+    assert "already used" in again.content.decode()
+    forged = client.get(link[:-4] + "AAA/")
+    assert forged.status_code == 400
+    assert "invalid or too old" in forged.content.decode()
+    assert User.objects.filter(email="ada@example.com").count() == 1
+
+
+def test_signup_link_expires(client, settings):
+    link = _signup_link(client)
+    settings.PASSWORD_RESET_TIMEOUT = -1
+
+    response = client.post(link, {"password1": PASSPHRASE, "password2": PASSPHRASE})
+
+    assert response.status_code == 400
+    assert not User.objects.filter(email="ada@example.com").exists()
 
 
 def test_signup_with_mismatched_passwords_shows_an_error_and_writes_nothing(client):
+    link = _signup_link(client)
     before = _counts()
 
-    response = client.post(reverse("signup"), _signup_data(password2="something-else-entirely"))
+    response = client.post(link, {"password1": PASSPHRASE, "password2": "something-else"})
 
     assert response.status_code == 200
     assert response.context["form"].errors["password2"] == ["The two passwords do not match."]
@@ -94,13 +150,50 @@ def test_signup_with_mismatched_passwords_shows_an_error_and_writes_nothing(clie
 
 
 def test_signup_rejects_a_weak_password_with_djangos_validators(client):
+    link = _signup_link(client)
     before = _counts()
 
-    response = client.post(reverse("signup"), _signup_data(password1="12345", password2="12345"))
+    response = client.post(link, {"password1": "12345", "password2": "12345"})
 
     assert response.status_code == 200
     assert "password1" in response.context["form"].errors
     assert _counts() == before
+
+
+def test_signup_emails_carry_nothing_the_caller_typed_but_the_address(client):
+    spam = "Cheap pills at https://spam.example"
+    client.post(reverse("signup"), _signup_data(name=spam, organization_name=spam))
+    UserFactory(email="taken@example.com")
+    client.post(reverse("signup"), _signup_data(email="taken@example.com", organization_name=spam))
+
+    assert len(mail.outbox) == 2
+    for message in mail.outbox:
+        assert "spam" not in message.subject + message.body
+
+
+def test_signup_sends_at_most_3_emails_an_hour_to_one_address(client):
+    for _ in range(5):
+        response = client.post(reverse("signup"), _signup_data())
+        assert response["Location"] == reverse("signup_sent")  # the same answer every time
+    assert len(mail.outbox) == 3
+
+
+def test_signup_requests_from_one_client_address_are_limited(client, settings):
+    settings.SIGNUP_REQUESTS_PER_ADDRESS_PER_HOUR = 2
+    for n in range(2):
+        client.post(reverse("signup"), _signup_data(email=f"u{n}@example.com"))
+
+    response = client.post(reverse("signup"), _signup_data(email="u3@example.com"))
+
+    assert response.status_code == 429
+    assert 0 < int(response["Retry-After"]) <= 3600
+    assert "Too many sign-ups from your network; try again in" in response.content.decode()
+    assert len(mail.outbox) == 2
+    other = Client().post(
+        reverse("signup"), _signup_data(email="u3@example.com"), REMOTE_ADDR="10.0.0.9"
+    )
+    assert other.status_code == 302
+    assert len(mail.outbox) == 3
 
 
 def test_signup_requires_an_organization_name(client):
@@ -111,6 +204,7 @@ def test_signup_requires_an_organization_name(client):
     assert response.status_code == 200
     assert "organization_name" in response.context["form"].errors
     assert _counts() == before
+    assert mail.outbox == []
 
 
 def test_signup_redirects_users_who_are_already_logged_in(client):

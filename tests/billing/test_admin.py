@@ -24,6 +24,7 @@ from credits.billing.models import (
     StripeCustomer,
     StripeEvent,
     StripeEventStatus,
+    StripeWebhookRefusal,
 )
 from credits.models import CreditGrant, GrantSource, OverageRecord
 from tests.billing import stripe_events as se
@@ -36,13 +37,21 @@ BILLING_MODELS = [
     CreditPack,
     StripeCustomer,
     StripeEvent,
+    StripeWebhookRefusal,
     Purchase,
     AutoTopUp,
     LowBalanceAlert,
     BillingEmail,
     OverageRecord,
 ]
-READ_ONLY = [StripeCustomer, StripeEvent, Purchase, LowBalanceAlert, BillingEmail]
+READ_ONLY = [
+    StripeCustomer,
+    StripeEvent,
+    StripeWebhookRefusal,
+    Purchase,
+    LowBalanceAlert,
+    BillingEmail,
+]
 
 
 def url(model, view, *args):
@@ -147,15 +156,17 @@ def test_event_page_shows_the_payload_pretty_printed_and_the_error(staff_client,
     assert '<pre class="stripe-payload">' in body
     assert "&quot;client_reference_id&quot;: &quot;nope&quot;" in body
     assert "Unknown organization" in body
-    invalid = StripeEvent.objects.get(status=StripeEventStatus.INVALID)
-    body = staff_client.get(url(StripeEvent, "change", invalid.pk)).content.decode()
-    assert "not json" in body  # the raw body of an invalid delivery
+    # A refused delivery is not an event: its hour's trace shows it, with a short sample.
+    assert not StripeEvent.objects.filter(status=StripeEventStatus.INVALID).exists()
+    trace = StripeWebhookRefusal.objects.get()
+    body = staff_client.get(url(StripeWebhookRefusal, "change", trace.pk)).content.decode()
+    assert "not json" in body and "Malformed payload" in body
 
 
 def test_event_list_shows_status_signature_attempts_and_an_error_excerpt(staff_client, populated):
     body = staff_client.get(url(StripeEvent, "changelist")).content.decode()
-    assert "(invalid delivery)" in body
     assert "Unknown organization" in body
+    body = staff_client.get(url(StripeWebhookRefusal, "changelist")).content.decode()
     assert "Malformed payload" in body
 
 

@@ -12,8 +12,15 @@ import pytest
 import requests
 from django.db import connection
 
+from credits import tasks
 from credits.billing import purchases, webhooks
-from credits.billing.models import Purchase, PurchaseStatus, StripeEvent, StripeEventStatus
+from credits.billing.models import (
+    Purchase,
+    PurchaseStatus,
+    StripeEvent,
+    StripeEventStatus,
+    StripeWebhookRefusal,
+)
 from credits.models import CreditGrant, GrantSource, LedgerEntry
 from tests.billing import stripe_events as se
 from tests.billing.conftest import linked_org
@@ -106,14 +113,21 @@ def test_a_failed_async_payment_grants_nothing_and_tells_the_owner(
     assert [m.subject for m in mailoutbox] == ["Payment failed for Acme on GPU Credits"]
 
 
-# --- Refusals: each stored, nothing granted ------------------------------------------------------
+# --- Refusals: counted and sampled (bounded), nothing stored, nothing granted --------------------
+
+
+def refusal_trace() -> list[dict]:
+    """Every sample of the refusal trace, oldest first (and the counters add up)."""
+    rows = list(StripeWebhookRefusal.objects.order_by("hour"))
+    samples = [s for row in rows for s in row.samples]
+    return samples
 
 
 @pytest.mark.parametrize(
     "tamper",
     ["wrong secret", "no header", "body changed", "too old", "garbage header"],
 )
-def test_a_bad_signature_is_refused_and_stored_as_invalid(client, acme, tamper):
+def test_a_bad_signature_is_refused_and_only_traced(client, acme, tamper):
     evt = se.event("checkout.session.completed", se.pack_session("acme"))
     body = se.body_of(evt)
     signature = se.sign(body)
@@ -130,12 +144,44 @@ def test_a_bad_signature_is_refused_and_stored_as_invalid(client, acme, tamper):
     response = se.post(client, body, signature=signature)
     assert response.status_code == 400
     assert "Invalid signature" in response.json()["error"]
-    stored = StripeEvent.objects.get()
-    assert (stored.status, stored.signature_valid, stored.event_id) == ("invalid", False, "")
-    assert stored.raw_body == body.decode()
-    assert stored.type == "checkout.session.completed"
-    assert "Invalid signature" in stored.error
+    assert not StripeEvent.objects.exists()
+    (trace,) = StripeWebhookRefusal.objects.all()
+    assert trace.count == 1
+    (sample,) = trace.samples
+    assert sample["signature_valid"] is False and "Invalid signature" in sample["error"]
+    assert sample["bytes"] == len(body) and sample["body"] == body.decode()[:1000]
+    assert sample["type"] == ""  # an unverified body is not parsed
     assert not purchase_grants(acme).exists() and not Purchase.objects.exists()
+
+
+def test_refused_deliveries_are_counted_but_only_a_few_bounded_samples_kept(client, acme):
+    big = b'{"id": "evt_x", "payload": "' + b"x" * 100_000 + b'"}'
+    for _ in range(webhooks.SAMPLES_PER_HOUR + 5):
+        assert se.post(client, big, signature="t=1,v1=forged").status_code == 400
+    (trace,) = StripeWebhookRefusal.objects.all()
+    assert trace.count == webhooks.SAMPLES_PER_HOUR + 5
+    assert len(trace.samples) == webhooks.SAMPLES_PER_HOUR
+    assert all(len(s["body"]) <= 1000 and s["bytes"] == len(big) for s in trace.samples)
+    assert not StripeEvent.objects.exists()
+
+
+def test_old_refusal_traces_and_legacy_invalid_events_are_pruned(client, acme):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    se.post(client, b"{}", signature="nonsense")
+    long_ago = timezone.now() - webhooks.REFUSAL_RETENTION - timedelta(hours=2)
+    StripeWebhookRefusal.objects.update(hour=long_ago)
+    se.post(client, b"{}", signature="nonsense")  # this hour's: kept
+    legacy = StripeEvent.objects.create(
+        status=StripeEventStatus.INVALID, raw_body="x" * 1000, received_at=long_ago
+    )
+    recent_legacy = StripeEvent.objects.create(status=StripeEventStatus.INVALID, raw_body="x")
+    assert tasks.billing_prune_webhook_refusals() == 2
+    assert StripeWebhookRefusal.objects.count() == 1
+    assert set(StripeEvent.objects.values_list("pk", flat=True)) == {recent_legacy.pk}
+    assert not StripeEvent.objects.filter(pk=legacy.pk).exists()
 
 
 def test_a_forged_event_does_not_block_the_real_one(client, acme):
@@ -149,28 +195,39 @@ def test_webhooks_are_refused_while_no_secret_is_configured(client, acme, settin
     settings.STRIPE_WEBHOOK_SECRET = ""
     response = se.post(client, se.event("checkout.session.completed", se.pack_session("acme")))
     assert response.status_code == 400
-    assert StripeEvent.objects.get().status == "invalid"
+    assert not StripeEvent.objects.exists()
+    assert StripeWebhookRefusal.objects.get().count == 1
     assert not purchase_grants(acme).exists()
 
 
 @pytest.mark.parametrize(
     ("body", "error"),
     [
-        (b'{"id": "evt_1", "type": "checkout.session.completed", "data": {', "not JSON"),
+        (b'{"id": "evt_1", "type": "checkout.session.completed", "data": {', "Not valid JSON"),
         (b"[1, 2, 3]", "not a JSON object"),
         (b'{"type": "checkout.session.completed", "data": {"object": {}}}', "needs id, type"),
         (b'{"id": "evt_2", "type": "charge.refunded", "data": "x"}', "needs id, type"),
         (b"\xff\xfe not utf-8", "not UTF-8"),
+        # Signed hostile bodies: each used to be a 500 (RecursionError; DataError storing NUL).
+        (b"[" * 100_000, "Nested deeper"),
+        (b'{"id": "evt_3", "type": "x", "data": {"object": ' * 200 + b"{}" + b"}}" * 200, "Nested"),
+        (
+            b'{"id": "evt_4", "type": "charge.refunded", "data": {"object": {"x": "\\u0000"}}}',
+            "NUL",
+        ),
+        (b'{"id": "evt_5\\u0000", "type": "charge.refunded", "data": {"object": {}}}', "NUL"),
+        (b'{"id": "evt_6", "type": "a\\ud800", "data": {"object": {}}}', "surrogate"),
     ],
 )
-def test_a_malformed_payload_is_refused_and_stored(client, acme, body, error):
+def test_a_malformed_payload_is_refused_and_only_traced(client, acme, body, error):
     response = se.post(client, body)  # validly signed (over the bytes)
     assert response.status_code == 400
     assert error in response.json()["error"]
-    stored = StripeEvent.objects.get()
-    assert (stored.status, stored.event_id) == ("invalid", "")
-    assert stored.signature_valid is (error != "not UTF-8")  # a non-UTF-8 body can't be checked
-    assert error in stored.error and stored.raw_body
+    assert not StripeEvent.objects.exists()
+    (sample,) = refusal_trace()
+    assert sample["signature_valid"] is (error != "not UTF-8")  # non-UTF-8 can't be checked
+    assert error in sample["error"] and len(sample["body"]) <= 1000
+    assert "\x00" not in json.dumps(sample)
     assert not Purchase.objects.exists()
 
 

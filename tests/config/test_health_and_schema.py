@@ -60,6 +60,28 @@ def test_endpoints_document_problem_json_errors(schema, path, statuses):
         }
 
 
+def _parameters(schema, path, method="get") -> dict[str, dict]:
+    return {p["name"]: p["schema"] for p in schema["paths"][path][method].get("parameters", [])}
+
+
+def test_parameters_declare_their_formats_and_bounds(schema):
+    submit = _parameters(schema, "/api/v1/generations/", "post")
+    assert submit["Idempotency-Key"] == {"type": "string", "minLength": 1, "maxLength": 255}
+    listing = _parameters(schema, "/api/v1/generations/")
+    assert listing["page_size"] == {"type": "integer", "minimum": 1, "maximum": 500, "default": 50}
+    assert listing["cursor"]["type"] == "string"
+    usage = _parameters(schema, "/api/v1/usage/")
+    assert {s["format"] for s in usage["start"]["oneOf"]} == {"date", "date-time"}
+    costs = _parameters(schema, "/api/v1/costs/unit-costs/")
+    assert costs["start"]["format"] == costs["end"]["format"] == "date"
+    assert _parameters(schema, "/api/v1/generations/{id}/")["id"]["format"] == "uuid"
+
+
+def test_write_endpoints_document_the_413(schema):
+    for path in ("/api/v1/generations/", "/api/v1/costs/pools/"):
+        assert "413" in schema["paths"][path]["post"]["responses"], path
+
+
 def test_endpoints_document_bearer_api_key_security(schema):
     assert schema["components"]["securitySchemes"]["apiKey"]["scheme"] == "bearer"
     assert {"apiKey": []} in schema["paths"]["/api/v1/organization/"]["get"]["security"]

@@ -278,6 +278,12 @@ def test_ledger_never_includes_another_tenants_entries(client, acme, acme_key, g
         ({"until": "2026-13-45T00:00:00Z"}, "until"),
         ({"since": "2026-01-02T00:00:00Z", "until": "2026-01-01T00:00:00Z"}, "until"),
         ({"cursor": "garbage"}, "cursor"),
+        ({"since": "0001-01-01"}, "since"),
+        ({"until": "9999-12-31T23:59:59+00:00"}, "until"),
+        ({"kind": ""}, "kind"),
+        ({"page_size": "abc"}, "page_size"),
+        ({"page_size": "0"}, "page_size"),
+        ({"page_size": "100000"}, "page_size"),
     ],
 )
 def test_ledger_bad_query_parameters_are_a_400_naming_the_field(
@@ -428,6 +434,12 @@ def test_usage_never_includes_another_tenants_jobs(client, acme_key, usage_histo
         ({"start": "2026-01-10", "end": "2026-01-01"}, "end"),
         ({"start": "2024-01-01", "end": "2025-01-02"}, "end"),  # 367 days
         ({"group_by": "week"}, "group_by"),
+        ({"group_by": ""}, "group_by"),
+        ({"start": ""}, "start"),
+        ({"end": "0001-01-05"}, "end"),  # end − 30 days overflowed (500)
+        ({"start": "9999-12-31"}, "start"),
+        ({"end": "9999-12-31"}, "end"),
+        ({"start": "0001-01-01T00:00:00+05:00", "end": "0001-01-02"}, "start"),
     ],
 )
 def test_usage_bad_parameters_are_a_400_naming_the_field(client, acme_key, params, field):

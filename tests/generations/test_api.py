@@ -183,9 +183,12 @@ def test_idempotency_keys_are_per_organization(client, acme_key, globex, sdxl):
     assert Job.objects.get(pk=theirs["id"]).organization == globex
 
 
-def test_an_idempotency_key_that_is_too_long_is_a_400_naming_it(client, acme_key, sdxl):
+@pytest.mark.parametrize("key", ["k" * 256, "a\x00b", "a\x1bb"])
+def test_an_idempotency_key_that_is_too_long_or_not_printable_is_a_400_naming_it(
+    client, acme_key, sdxl, key
+):
     before = writes()
-    response = submit(client, acme_key, idempotency_key="k" * 256)
+    response = submit(client, acme_key, idempotency_key=key)
     body = assert_problem(response, status=400, code="validation_error")
     assert "Idempotency-Key" in body["errors"]
     assert writes() == before
@@ -246,6 +249,62 @@ def test_malformed_json_is_a_400(client, acme_key, sdxl):
         GENERATIONS, data="{not json", content_type="application/json", **bearer(acme_key)
     )
     assert_problem(response, status=400, code="validation_error")
+    assert writes() == before
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ('{"model": "sdxl", "params": {"prompt": "a \\u0000 cat"}}', "NUL"),
+        ('{"model": "sdxl", "params": {"prompt": "a cat", "x\\u0000": 1}}', "NUL"),
+        ('{"model": "sdxl", "params": {"prompt": "a \\ud800 cat"}}', "surrogate"),
+        ('{"model": "sdxl", "params": {"\\udfff": "a cat"}}', "surrogate"),
+        (
+            '{"model": "sdxl", "params": {"prompt": "a cat", "x": '
+            + "[" * 1000
+            + "]" * 1000
+            + "}}",
+            "Nested deeper",
+        ),
+        ("[" * 100_000, "Nested deeper"),
+        ('{"model": "sdxl", "params": {"prompt": "a cat"}} trailing', "Not valid JSON"),
+    ],
+    ids=["nul", "nul-key", "surrogate", "surrogate-key", "deep", "100k-brackets", "trailing"],
+)
+def test_hostile_json_is_a_short_400_and_writes_nothing(client, acme, acme_key, sdxl, raw, message):
+    before = writes()
+    response = client.post(
+        GENERATIONS, data=raw, content_type="application/json", **bearer(acme_key)
+    )
+    problem = assert_problem(response, status=400, code="validation_error")
+    assert message in problem["detail"] and len(problem["detail"]) < 200
+    assert writes() == before
+    assert account_of(acme).held == 0
+
+
+def test_a_body_over_the_upload_limit_is_a_413_problem_and_writes_nothing(
+    client, acme_key, sdxl, settings
+):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 10_000
+    before = writes()
+    body = {"model": "sdxl", "params": {"prompt": "x" * 20_000}}
+    response = submit(client, acme_key, body)
+    problem = assert_problem(response, status=413, code="payload_too_large")
+    assert "10,000 bytes" in problem["detail"]
+    assert writes() == before
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"model": "sdxl", "params": {"prompt": "a cat"}, "priority": "high"}, "priority"),
+        ({"model": "sdxl", "params": {"prompt": "a cat"}, "modle": "flux"}, "modle"),
+    ],
+)
+def test_unknown_body_fields_are_a_400_naming_them(client, acme_key, sdxl, body, field):
+    before = writes()
+    problem = assert_problem(submit(client, acme_key, body), status=400, code="validation_error")
+    assert field in problem["errors"] and field in problem["detail"]
     assert writes() == before
 
 
@@ -486,7 +545,16 @@ def test_list_filters_by_status_and_model(client, acme_key, history, query, expe
 
 
 @pytest.mark.parametrize(
-    ("query", "field"), [("status=done", "status"), ("cursor=garbage", "cursor")]
+    ("query", "field"),
+    [
+        ("status=done", "status"),
+        ("cursor=garbage", "cursor"),
+        ("status=", "status"),
+        ("model=", "model"),
+        ("page_size=x", "page_size"),
+        ("page_size=-1", "page_size"),
+        ("page_size=501", "page_size"),
+    ],
 )
 def test_list_bad_query_parameters_are_a_400_naming_them(client, acme_key, query, field):
     response = client.get(f"{GENERATIONS}?{query}", **bearer(acme_key))
@@ -494,6 +562,27 @@ def test_list_bad_query_parameters_are_a_400_naming_them(client, acme_key, query
 
 
 # --- POST /generations/{id}/cancel/ -------------------------------------------------------------
+
+
+def test_cancel_refuses_unknown_body_fields_and_accepts_an_empty_object(client, acme_key, sdxl):
+    job_id = submit(client, acme_key).json()["id"]
+    refused = client.post(
+        cancel_url(job_id),
+        data=json.dumps({"reason": "changed my mind"}),
+        content_type="application/json",
+        **bearer(acme_key),
+    )
+    assert "reason" in assert_problem(refused, status=400, code="validation_error")["errors"]
+    assert Job.objects.get(pk=job_id).status == JobStatus.QUEUED
+    ok = client.post(
+        cancel_url(job_id), data="{}", content_type="application/json", **bearer(acme_key)
+    )
+    assert ok.status_code == 200 and ok.json()["status"] == "cancelled"
+
+
+def test_page_size_within_bounds_is_honoured(client, acme_key, history):
+    body = client.get(f"{GENERATIONS}?page_size=2", **bearer(acme_key)).json()
+    assert len(body["results"]) == 2 and body["next"]
 
 
 def test_cancel_releases_the_hold_and_is_idempotent(client, acme, acme_key, sdxl):

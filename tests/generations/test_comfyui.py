@@ -5,12 +5,14 @@ generation services (charged once, GpuRun recorded with the node and its timesta
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 import time
 import uuid
 from datetime import UTC, datetime
 from decimal import Decimal as D
+from pathlib import Path
 
 import pytest
 import requests
@@ -20,6 +22,8 @@ from devtools import gpu_node
 from generations import services
 from generations.backends import BackendError, RunRequest, get_backend
 from generations.backends.comfyui import ComfyUIBackend, build_workflow
+from generations.backends.comfyui.outputs import output_items, run_result
+from generations.backends.comfyui.workflow import DEFAULT_CHECKPOINT
 from generations.models import Job, JobEvent, JobStatus
 from infra_costs.models import GpuRun
 from tests.factories import account_of, make_ai_model, make_org
@@ -31,7 +35,15 @@ def start_node():
     running: list[gpu_node.RunningNode] = []
 
     def start(**fields) -> gpu_node.RunningNode:
-        fields = {"pool": "a100", "port": 0, "mean_s": 0.05, "sigma": 0.0, **fields}
+        fields = {
+            "pool": "a100",
+            "port": 0,
+            "mean_s": 0.05,
+            "sigma": 0.0,
+            # As a real node: a ckpt_name must name an installed file.
+            "checkpoints": (DEFAULT_CHECKPOINT, "sdxl.safetensors", "flux.safetensors"),
+            **fields,
+        }
         node = gpu_node.start(gpu_node.NodeConfig(**fields))
         running.append(node)
         return node
@@ -64,9 +76,9 @@ def node(start_node, use_nodes):
     return node
 
 
-def make_request(params=None, *, timeout_s=10, **config) -> RunRequest:
+def make_request(params=None, *, timeout_s=10, job_id=None, **config) -> RunRequest:
     return RunRequest(
-        job_id=str(uuid.uuid4()),
+        job_id=job_id or str(uuid.uuid4()),
         model_slug="sdxl",
         pool_slug="a100",
         params=params if params is not None else {"prompt": "a cat"},
@@ -280,6 +292,13 @@ def test_a_broken_workflow_the_node_refuses_is_not_the_customers_fault(node):
     assert (exc.value.code, exc.value.customer_fault) == ("invalid_workflow", False)
 
 
+def test_a_checkpoint_the_node_does_not_have_is_the_models_fault_not_the_customers(node):
+    with pytest.raises(BackendError) as exc:
+        run(make_request({"prompt": "a cat"}, checkpoint="missing.safetensors"))
+    assert (exc.value.code, exc.value.customer_fault) == ("invalid_workflow", False)
+    assert node.node.stats["prompts queued"] == 0
+
+
 def test_a_run_past_its_timeout_fails_and_frees_the_gpu(start_node, use_nodes):
     node = start_node(mean_s=3)
     use_nodes(node)
@@ -490,3 +509,199 @@ def test_a_failed_job_is_released_unless_it_is_the_customers_fault(
     assert hold.status == (HoldStatus.CAPTURED if charged else HoldStatus.RELEASED)
     assert account_of(org).balance == D(500) - charged
     assert GpuRun.objects.get(external_id=str(job.pk)).status == "failed"
+
+
+# --- Real-node behaviours (issue 10 §2) -------------------------------------------------------
+# A real ComfyUI answers an identical node from its cache with the earlier prompt's file, runs a
+# prompt_id posted twice twice, and lists files under any key ("audio", "3d", …): the backend
+# must make every output per job, never post twice, and charge only for a file of the job's own.
+
+RECORDED = Path(__file__).resolve().parents[1] / "devtools" / "comfyui"
+
+# As the recording's graph: a fixed prefix, no {{job_id}}.
+FIXED_PREFIX_WORKFLOW = {
+    "1": {
+        "class_type": "EmptyImage",
+        "inputs": {"width": 64, "height": 64, "batch_size": 1, "color": "{{seed}}"},
+    },
+    "2": {
+        "class_type": "SaveImage",
+        "inputs": {"images": ["1", 0], "filename_prefix": "gpucredits/shared"},
+    },
+}
+
+
+def recorded(name: str) -> dict:
+    return json.loads((RECORDED / name).read_text())
+
+
+def test_a_fixed_filename_prefix_is_made_per_job():
+    request = make_request(workflow=FIXED_PREFIX_WORKFLOW)
+    graph, _, _ = build_workflow(request)
+    assert graph["2"]["inputs"]["filename_prefix"] == f"gpucredits/shared_{request.job_id}"
+    template = {"1": {"class_type": "SaveImage", "inputs": {"filename_prefix": "out/"}}}
+    graph, _, _ = build_workflow(make_request(workflow=template, job_id="j-1"))
+    assert graph["1"]["inputs"]["filename_prefix"] == "out/j-1"
+    # A prefix that already holds the job id is left as the model's author wrote it.
+    request = make_request()
+    graph, _, _ = build_workflow(request)  # the default graph's prefix: "{{job_id}}"
+    assert graph["9"]["inputs"]["filename_prefix"] == request.job_id
+
+
+@pytest.mark.django_db
+def test_two_jobs_with_identical_params_get_their_own_files_and_gpu_time(node):
+    # Two organizations, the same params (seed included) on a model whose workflow has a fixed
+    # prefix: without the job id in the prefix, job B would be answered from the node's cache
+    # with job A's file and a near-zero run.
+    make_ai_model(
+        backend="comfyui",
+        backend_config={"workflow": FIXED_PREFIX_WORKFLOW, "poll_max_s": 0.05},
+    )
+    jobs = []
+    for name in ("acme", "globex"):
+        org = make_org(plan="starter", name=name)
+        job, _ = services.generation_submit(
+            organization=org, model_slug="sdxl", params={"prompt": "a cat", "seed": 3}
+        )
+        assert services.generation_run(job_id=job.pk) == "succeeded"
+        jobs.append(Job.objects.get(pk=job.pk))
+    files = [job.result["images"][0] for job in jobs]
+    assert files[0]["filename"] != files[1]["filename"]
+    for job, file in zip(jobs, files, strict=True):
+        assert str(job.pk) in file["filename"] and file["subfolder"] == "gpucredits"
+        assert job.credits_charged == D(5)
+    runs = [GpuRun.objects.get(external_id=str(job.pk)) for job in jobs]
+    for job, run_row in zip(jobs, runs, strict=True):
+        entry = history(node, job.result["prompt_id"])
+        assert run_row.started_at == stamp(entry, "execution_start")
+        assert run_row.finished_at == stamp(entry, "execution_success")
+        assert (run_row.finished_at - run_row.started_at).total_seconds() >= 0.19
+        cached = dict(entry["status"]["messages"])["execution_cached"]["nodes"]
+        assert "2" not in cached  # the save node really ran for this job
+    assert runs[1].started_at >= runs[0].finished_at
+
+
+def test_a_file_not_named_after_the_job_fails_the_run():
+    # The recording: the second prompt of the same graph was answered with the first's file.
+    ((prompt_id, entry),) = recorded("history_image_cached.json")["second"].items()
+    request = make_request(job_id=prompt_id)
+    with pytest.raises(BackendError) as exc:
+        run_result(
+            entry, base="http://n", node="n1", prompt_id=prompt_id, values={}, request=request
+        )
+    assert (exc.value.code, exc.value.customer_fault) == ("foreign_output", False)
+    assert "shared_00001_.png" in exc.value.message
+
+
+@pytest.mark.django_db
+def test_another_jobs_file_from_the_cache_is_never_handed_out(node):
+    # A prefix the backend cannot rewrite (linked from a PrimitiveString node): the node's cache
+    # answers job B with job A's file; job B fails, released, instead of getting it.
+    workflow = {
+        **FIXED_PREFIX_WORKFLOW,
+        "2": {
+            "class_type": "SaveImage",
+            "inputs": {"images": ["1", 0], "filename_prefix": ["3", 0]},
+        },
+        "3": {"class_type": "PrimitiveString", "inputs": {"value": "gpucredits/shared"}},
+    }
+    make_ai_model(backend="comfyui", backend_config={"workflow": workflow})
+    outcomes = []
+    for name in ("acme", "globex"):
+        org = make_org(plan="starter", name=name)
+        job, _ = services.generation_submit(
+            organization=org, model_slug="sdxl", params={"prompt": "a cat", "seed": 3}
+        )
+        outcomes.append(services.generation_run(job_id=job.pk))
+        outcomes.append(Job.objects.get(pk=job.pk))
+    assert outcomes[0] == "failed"  # job A's own file is not named after it either
+    for job in outcomes[1::2]:
+        assert (job.status, job.error_code, job.credits_charged) == ("failed", "foreign_output", 0)
+        assert account_of(job.organization).balance == D(500)
+
+
+def test_files_are_collected_under_any_key_of_a_nodes_outputs():
+    ((_, entry),) = recorded("history_audio.json").items()
+    assert output_items(entry["outputs"]) == [
+        {"filename": "job-audio_00001_.flac", "subfolder": "gpucredits", "type": "output"}
+    ]
+    # The recorded audio job: its file under "audio" is the result (the job id names it).
+    request = make_request(job_id="job-audio", output_type="audio")
+    result = run_result(
+        entry, base="http://n:8188", node="n1", prompt_id="p", values={}, request=request
+    )
+    assert result.output["url"] == (
+        "http://n:8188/view?filename=job-audio_00001_.flac&subfolder=gpucredits&type=output"
+    )
+    outputs = {
+        "5": {"3d": [{"filename": "mesh_j_00001_.glb", "subfolder": "3d", "type": "output"}]},
+        "6": {"text": ["hello"], "animated": [True]},
+    }
+    assert [i["filename"] for i in output_items(outputs)] == ["mesh_j_00001_.glb"]
+
+
+def test_a_run_that_produced_no_file_fails_not_the_customers_fault():
+    ((_, entry),) = recorded("history_audio.json").items()
+    entry = {**entry, "outputs": {"2": {"text": ["no file"]}}}
+    with pytest.raises(BackendError) as exc:
+        run_result(
+            entry, base="http://n", node="n1", prompt_id="p", values={}, request=make_request()
+        )
+    assert (exc.value.code, exc.value.customer_fault) == ("no_output", False)
+    assert exc.value.started_at is not None  # the GPU time is still recorded
+
+
+@pytest.mark.django_db
+def test_a_job_whose_workflow_writes_no_file_is_released_not_charged(node):
+    # SaveImageWebsocket sends the image over a websocket: the history lists no file.
+    workflow = {
+        **FIXED_PREFIX_WORKFLOW,
+        "2": {"class_type": "SaveImageWebsocket", "inputs": {"images": ["1", 0]}},
+    }
+    make_ai_model(backend="comfyui", backend_config={"workflow": workflow})
+    org = make_org(plan="starter")
+    job, _ = services.generation_submit(
+        organization=org, model_slug="sdxl", params={"prompt": "a cat", "seed": 1}
+    )
+    assert services.generation_run(job_id=job.pk) == "failed"
+    job = Job.objects.get(pk=job.pk)
+    assert (job.status, job.error_code, job.credits_charged) == ("failed", "no_output", 0)
+    assert CreditHold.objects.get(pk=job.hold_id).status == HoldStatus.RELEASED
+    assert account_of(org).balance == D(500)
+    assert GpuRun.objects.get(external_id=str(job.pk)).status == "failed"
+
+
+def test_a_lost_answer_and_failing_checks_never_post_the_prompt_twice(start_node, use_nodes):
+    # The answer to POST /prompt is lost, then GET /history and GET /queue fail for a while:
+    # the backend can't tell whether the node has the prompt, so it keeps asking.
+    node = start_node(
+        drop_response_rate=1.0,
+        drop_routes=("POST /prompt",),
+        drop_limit=1,
+        flaky_http_rate=1.0,
+        flaky_routes=("GET /queue", "GET /history/{id}"),
+        flaky_limit=8,
+    )
+    use_nodes(node)
+    result = run(make_request(max_attempts=3))
+    assert result.output["images"]
+    assert node.node.stats["dropped"] == 1 and node.node.stats["flaky"] == 8
+    assert node.node.stats["POST /prompt"] == 1
+    assert node.node.stats["prompts queued"] == 1  # the node ran it exactly once
+
+
+def test_checks_that_never_answer_end_at_the_deadline_not_in_a_second_post(start_node, use_nodes):
+    node = start_node(
+        drop_response_rate=1.0,
+        drop_routes=("POST /prompt",),
+        flaky_http_rate=1.0,
+        flaky_routes=("GET /queue", "GET /history/{id}"),
+    )
+    use_nodes(node)
+    started = time.monotonic()
+    with pytest.raises(BackendError) as exc:
+        run(make_request(timeout_s=2, max_attempts=3))
+    assert (exc.value.code, exc.value.customer_fault) == ("timeout", False)
+    assert 1.5 <= time.monotonic() - started < 4
+    assert node.node.stats["POST /prompt"] == 1
+    assert node.node.stats["prompts queued"] == 1

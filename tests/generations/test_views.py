@@ -365,6 +365,14 @@ def test_invalid_json_param_and_unknown_model_are_refused(client, org):
     response = _post(client, prompt="a cat", extra="{not json")
     assert response.status_code == 400
     assert "Not valid JSON" in _text(response)
+    for hostile, reason in [
+        ('{"a": "\\u0000"}', "NUL characters"),
+        ('{"\\ud800": 1}', "Unpaired UTF-16 surrogates"),
+        ('{"a": ' * 2000 + "1" + "}" * 2000, "Nested deeper than 64 levels"),
+    ]:
+        response = _post(client, prompt="a cat", extra=hostile)  # each was a 500
+        assert response.status_code == 400
+        assert reason in _text(response)
     response = _post(client, prompt="a cat", extra="[1, 2]")  # JSON, but not an object
     assert response.status_code == 400
     assert re.search(r'id="id_params-extra_error">[^<]*is not of type', response.content.decode())
@@ -411,7 +419,8 @@ def test_status_partial_polls_while_queued_and_stops_when_terminal(client, org, 
     assert 'data-testid="job-charged">5 ' in body
     assert "captured from the hold" in text
     assert 'data-testid="job-result"' in body and "Seed 7" in text
-    assert f"/media/generations/{job.pk}.png" in text  # shown as text, never fetched
+    # A link to the output file, which answers (tests/generations/test_output_files.py).
+    assert f'href="/api/v1/generations/{job.pk}/output/{job.pk}.png"' in body
     assert "<img" not in body
     assert 'data-testid="job-cancel"' not in body
 
@@ -638,6 +647,15 @@ def test_history_filters_by_status_model_and_dates(client, org, sdxl):
     response = client.get(JOBS, {"before": "garbage"})
     assert "That page link is not valid" in _text(response)
     assert len(_row_ids(response)) == 6
+
+
+@pytest.mark.parametrize(
+    "params", [{"date_to": "9999-12-31"}, {"date_from": "0001-01-01"}, {"date_from": "9999-12-31"}]
+)
+def test_dates_out_of_range_are_a_form_error_not_a_500(client, org, params):
+    response = client.get(JOBS, params)
+    assert response.status_code == 200
+    assert "Use a date between 1970-01-01 and 2999-12-31." in _text(response)
 
 
 def test_history_rows_show_credits_and_link_to_the_job(client, org, sdxl):

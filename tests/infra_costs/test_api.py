@@ -122,6 +122,39 @@ def test_unit_costs_options_and_bad_query(staff):
     )
 
 
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [
+        ({"start": "0001-01-01"}, "start"),
+        ({"end": "9999-12-31"}, "end"),
+        ({"window": ""}, "window"),
+        ({"timezone": ""}, "timezone"),
+    ],
+)
+def test_unit_costs_far_dates_and_empty_parameters_are_a_400(staff, query, field):
+    problem = assert_problem(
+        staff.get(UNIT_COSTS, {**QUERY, **query}), status=400, code="validation_error"
+    )
+    assert field in problem["errors"]
+
+
+def test_import_rows_with_unknown_fields_and_bad_skip_invalid_are_refused(staff):
+    rows = [{**POOLS[0], "discount": "0.5"}]
+    problem = assert_problem(
+        staff.post("/api/v1/costs/pools/", rows, format="json"),
+        status=400,
+        code="validation_error",
+    )
+    assert "unexpected field(s) discount" in problem["errors"]["0"][0]
+    problem = assert_problem(
+        staff.post("/api/v1/costs/pools/?skip_invalid=", POOLS, format="json"),
+        status=400,
+        code="validation_error",
+    )
+    assert "skip_invalid" in problem["errors"]
+    assert PoolRate.objects.count() == 0
+
+
 def test_bulk_ingestion_idempotent(staff):
     response = staff.post("/api/v1/costs/pools/", POOLS, format="json")
     assert response.status_code == 200

@@ -161,6 +161,11 @@ def test_report_page_invalid_period(staff_client):
     assert response.status_code == 400
     assert b"Unknown time zone" in response.content
     assert staff_client.get(f"{COSTS}models.csv", {"start": "x"}).status_code == 400
+    for far in ({"start": "0001-01-01"}, {"end": "9999-12-31"}, {"start": "9999-12-30"}):
+        response = staff_client.get(COSTS, {**EXAMPLE, **far})
+        assert response.status_code == 400
+        assert b"Use a date between 1970-01-01 and 2999-12-31." in response.content
+        assert staff_client.get(f"{COSTS}models.csv", {**EXAMPLE, **far}).status_code == 400
 
 
 def test_csv_downloads_match_the_json_report(staff_client, example):

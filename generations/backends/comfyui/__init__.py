@@ -12,8 +12,11 @@ Nodes come from settings.GENERATIONS_COMFYUI_NODES, per pool: {"a100": {"a100-no
   a standard txt2img graph (checkpoint → CLIP text encode → KSampler → VAE decode → SaveImage
   as node "9") uses `prompt`, `negative_prompt`, `seed`, `steps`, `cfg`, `width`, `height`,
   `sampler_name`, `scheduler`, `denoise`, `batch_size` and `checkpoint`. A workflow's
-  `filename_prefix` must hold `{{job_id}}`: ComfyUI answers an identical graph from its cache
-  with the earlier job's file.
+  `filename_prefix` is made per job: ComfyUI answers an identical node from its cache with
+  the earlier prompt's file, so when it lacks `{{job_id}}` the job id is added to the file's
+  name (`out/shared` → `out/shared_<job id>`). A returned file not named after the job fails
+  the run (`foreign_output`), and so does a run that produced no file (`no_output`): neither
+  is charged.
 - `defaults`: values for placeholders the params leave out (else the built-in defaults; a
   missing `seed` is derived from the job id, so a retry draws the same image).
 - `checkpoint`, `output_type` (default "image"), `image_base_url` (where the node's output
@@ -27,8 +30,11 @@ Every HTTP call has a timeout. Transient failures (connection errors, timeouts, 
 are retried with exponential backoff and jitter, up to `max_attempts` per call; the whole run is
 bounded by the request's `timeout_s` (then the prompt is removed from the node's queue, or
 interrupted if it is running, and the run fails with `timeout`). The POST carries a prompt_id
-chosen here, and before re-posting after an ambiguous failure the node is asked whether it
-already has it, so a retry never queues the work twice.
+chosen here. A real node does not de-duplicate prompt ids (posted twice, it runs twice), so
+after a failure that may have reached the node (no answer, a read timeout, a 500/502/504) the
+node is asked whether it has the prompt (`GET /history/{id}`, `GET /queue`) and, while it
+cannot tell, asked again until the deadline: the prompt is posted again only when the node
+says it does not have it.
 
 Errors: validation errors (`400` with node_errors) that concern only inputs filled from the
 customer's params → `invalid_params`, the customer's fault; any other rejected workflow →

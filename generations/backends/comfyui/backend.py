@@ -130,8 +130,9 @@ class ComfyUIBackend:
             deadline=deadline,
             opts=opts,
             json=body,
-            # A lost answer may hide an accepted prompt: ask before posting it again.
-            before_retry=lambda: self._client.knows(base, prompt_id, opts) is True,
+            # A lost answer may hide an accepted prompt (a real node queues a prompt_id posted
+            # twice twice): ask, and keep asking while the node can't tell, before posting again.
+            ask=lambda: self._client.knows(base, prompt_id, opts),
         )
         if resp is None:
             logger.info("GPU node %s had prompt %s already; not posted again", node, prompt_id)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
 import requests
+import urllib3
 from django.conf import settings
 
 from generations.backends import BackendError
@@ -20,6 +21,8 @@ from generations.backends import BackendError
 logger = logging.getLogger(__name__)
 
 TRANSIENT_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+# Transient answers that say the request was not taken (to be made again as it is).
+NOT_TAKEN_STATUS = frozenset({408, 429, 503})
 
 _local = threading.local()
 
@@ -137,17 +140,21 @@ class NodeClient:
         deadline: float,
         opts: Options,
         json=None,
-        before_retry: Callable[[], bool] | None = None,
+        ask: Callable[[], bool | None] | None = None,
     ) -> requests.Response | None:
         """One HTTP call, transient failures retried with exponential backoff and jitter.
-        Returns the response (not 429/5xx), or None when `before_retry` says the work is
-        already done. Raises BackendError(node_unavailable) after max_attempts and
-        DeadlineExceeded when the run's deadline comes first."""
+        Returns the response (not 429/5xx), or None when `ask` says the node already has the
+        work. Raises BackendError(node_unavailable) after max_attempts and DeadlineExceeded
+        when the run's deadline comes first.
+
+        `ask` (for a call that must not be made twice, POST /prompt): after a failure that may
+        have reached the node (no answer, a timeout after sending, a 5xx other than 503), the
+        call is made again only once `ask` says the node does not have the work (False). While
+        `ask` cannot tell (None: the node does not answer the checks) it is asked again, with
+        backoff, until the deadline: the node is never given the work twice."""
         url = base + path
         problem = ""
         for attempt in range(1, opts.max_attempts + 1):
-            if attempt > 1 and before_retry is not None and before_retry():
-                return None
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise DeadlineExceeded
@@ -155,10 +162,12 @@ class NodeClient:
             retry_after = 0.0
             try:
                 resp = self.session.request(method, url, json=json, timeout=timeout)
-            except requests.Timeout:
+            except requests.Timeout as exc:
                 problem = "timed out"
+                reached = not isinstance(exc, requests.ConnectTimeout)
             except requests.ConnectionError as exc:
                 problem = f"connection failed ({type(exc).__name__})"
+                reached = _may_have_reached(exc)
             except requests.RequestException as exc:
                 raise BackendError(
                     f"Bad request to GPU node {node}: {type(exc).__name__}.",
@@ -169,9 +178,12 @@ class NodeClient:
                 if resp.status_code not in TRANSIENT_STATUS:
                     return resp
                 problem = f"HTTP {resp.status_code}"
+                # 408, 429 and 503 say the request was not taken; a 500/502/504 may hide work
+                # the node (or a proxy in front of it) accepted.
+                reached = resp.status_code not in NOT_TAKEN_STATUS
                 retry_after = _retry_after(resp.headers.get("Retry-After"))
                 resp.close()
-            if attempt == opts.max_attempts:
+            if attempt == opts.max_attempts and not (reached and ask is not None):
                 break
             delay = min(opts.backoff_max_s, opts.backoff_s * 2 ** (attempt - 1))
             delay = max(random.uniform(delay / 2, delay), min(retry_after, opts.backoff_max_s))
@@ -188,12 +200,43 @@ class NodeClient:
                 delay,
             )
             self.sleep(delay)
+            if reached and ask is not None:
+                if self._settle(
+                    ask, node=node, what=f"{method} {path}", deadline=deadline, opts=opts
+                ):
+                    return None
+                if attempt == opts.max_attempts:
+                    break
         raise BackendError(
             f"GPU node {node} is unavailable: {method} {path} failed {opts.max_attempts} times"
             f" ({problem}).",
             code="node_unavailable",
             node=node,
         )
+
+    def _settle(self, ask, *, node: str, what: str, deadline: float, opts: Options) -> bool:
+        """Whether the node has the work of a call whose answer was lost: `ask` until it says
+        yes (True) or no (False); while it cannot tell, ask again with backoff until the
+        deadline (DeadlineExceeded)."""
+        delay = opts.backoff_s
+        while True:
+            known = ask()
+            if known is not None:
+                if known:
+                    logger.info("GPU node %s had the work of %s already", node, what)
+                return known
+            delay = min(opts.backoff_max_s, max(delay * 2, 0.05))
+            pause = min(random.uniform(delay / 2, delay), deadline - time.monotonic())
+            if pause <= 0:
+                raise DeadlineExceeded
+            logger.warning(
+                "GPU node %s: %s got no answer and the node cannot say whether it has the"
+                " work; asking again in %.2fs (never sent twice)",
+                node,
+                what,
+                pause,
+            )
+            self.sleep(pause)
 
     def knows(
         self, base: str, prompt_id: str, opts: Options, *, history: bool = True
@@ -228,6 +271,16 @@ class NodeClient:
                 )
         except (requests.RequestException, ValueError, AttributeError, TypeError):
             logger.warning("Could not cancel prompt %s on GPU node %s", prompt_id, node)
+
+
+def _may_have_reached(exc: requests.ConnectionError) -> bool:
+    """Whether a failed connection may have delivered the request: not when the connection was
+    never made (refused, unknown host, connect timeout)."""
+    if isinstance(exc, requests.ConnectTimeout):
+        return False
+    reason = exc.args[0] if exc.args else None
+    reason = getattr(reason, "reason", reason)
+    return not isinstance(reason, urllib3.exceptions.ConnectTimeoutError)  # NewConnectionError too
 
 
 def _retry_after(value: str | None) -> float:

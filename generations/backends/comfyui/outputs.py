@@ -1,7 +1,9 @@
-"""A finished prompt's history entry read into the run's result: its output files (images,
-gifs, videos, audio) with where to fetch them, the GPU's own start/finish timestamps, or the
-execution error as whose fault it is (`rejected_prompt` for a content rejection, else
-`gpu_failure` / `interrupted`)."""
+"""A finished prompt's history entry read into the run's result: its output files (every
+`{filename, subfolder, type}` under any key: images, gifs, videos, audio, 3d, …) with where to
+fetch them, the GPU's own start/finish timestamps, or the error: the execution error as whose
+fault it is (`rejected_prompt` for a content rejection, else `gpu_failure` / `interrupted`),
+`no_output` when the prompt produced no file, `foreign_output` when a file is not named after
+the job (another prompt's file from ComfyUI's cache) — neither the customer's fault."""
 
 from __future__ import annotations
 
@@ -44,15 +46,36 @@ def run_result(
             f"GPU node {node} did not complete the prompt.", code="gpu_failure", node=node
         )
 
-    images = []
-    outputs = entry.get("outputs") or {}
-    for node_id in sorted(outputs, key=str):
-        for key in ("images", "gifs", "videos", "audio"):  # SaveAudio's files: "audio"
-            for item in (outputs[node_id] or {}).get(key) or []:
-                if isinstance(item, dict) and item.get("filename"):
-                    images.append(output_file(item, base, config))
-    saved = [i for i in images if i["type"] == "output"]
-    images = saved or images
+    files = [output_file(item, base, config) for item in output_items(entry.get("outputs"))]
+    saved = [f for f in files if f["type"] == "output"]
+    files = saved or files
+    if not files:
+        # Nothing to hand the customer (e.g. a workflow whose output node writes no file): the
+        # run failed, and not by the customer's fault, so the hold is released.
+        raise BackendError(
+            f"GPU node {node} finished the prompt without producing an output file.",
+            code="no_output",
+            node=node,
+            started_at=_timestamp(messages.get("execution_start")),
+            finished_at=_timestamp(messages.get("execution_success")),
+        )
+    foreign = [f for f in files if request.job_id not in f"{f['subfolder']}/{f['filename']}"]
+    if foreign:
+        # Every output node's filename_prefix holds the job id (see workflow.py): a file not
+        # named after this job is another prompt's, reported from ComfyUI's cache. Never hand
+        # it out.
+        logger.error(
+            "Job %s: GPU node %s reported files not named after the job: %s",
+            request.job_id,
+            node,
+            [f["filename"] for f in foreign],
+        )
+        raise BackendError(
+            f"GPU node {node} reported an output file of another job "
+            f"({foreign[0]['filename']}); it is not handed out.",
+            code="foreign_output",
+            node=node,
+        )
     started = _timestamp(messages.get("execution_start"))
     finished = _timestamp(messages.get("execution_success"))
     if started and finished and finished < started:
@@ -62,13 +85,13 @@ def run_result(
         request.job_id,
         prompt_id,
         node,
-        len(images),
+        len(files),
     )
     return RunResult(
         output={
             "type": config.get("output_type", "image"),
-            "url": images[0]["url"] if images else "",
-            "images": images,
+            "url": files[0]["url"],
+            "images": files,
             "prompt_id": prompt_id,
             "seed": values.get("seed"),
         },
@@ -77,6 +100,30 @@ def run_result(
         finished_at=finished,
         meta={"prompt_id": prompt_id, "node_url": redact(base)},
     )
+
+
+def output_items(outputs) -> list[dict]:
+    """Every `{filename, subfolder, type}` file of a history entry's outputs, under whatever
+    key the node lists it (`images`, `gifs`, `videos`, `audio`, `3d`, `latents`, …), in node
+    order; other values (`text`, `animated`, …) are not files."""
+    items: list[dict] = []
+    if not isinstance(outputs, dict):
+        return items
+    for node_id in sorted(outputs, key=str):
+        ui = outputs[node_id]
+        if not isinstance(ui, dict):
+            continue
+        for values in ui.values():
+            if not isinstance(values, list):
+                continue
+            for item in values:
+                if (
+                    isinstance(item, dict)
+                    and isinstance(item.get("filename"), str)
+                    and item["filename"]
+                ):
+                    items.append(item)
+    return items
 
 
 def output_file(item: dict, base: str, config: dict) -> dict:

@@ -1,7 +1,9 @@
 """The workflow a job posts: the model's ComfyUI workflow (API format; else a standard txt2img
 graph) with its `{{placeholders}}` filled from the job's params, the model's defaults and the
-built-in ones; and a node's 400 answer to it read as whose fault it is (`invalid_params` when
-only inputs filled from the customer's params are wrong, else `invalid_workflow`)."""
+built-in ones, and every output node's `filename_prefix` holding the job id (injected when the
+template lacks `{{job_id}}`); and a node's 400 answer to it read as whose fault it is
+(`invalid_params` when only inputs filled from the customer's params are wrong, else
+`invalid_workflow`)."""
 
 from __future__ import annotations
 
@@ -131,7 +133,24 @@ def build_workflow(request: RunRequest) -> tuple[dict, dict[tuple[str, str], str
             f"The model's ComfyUI workflow has placeholders with no value: {sorted(missing)}.",
             code="bad_workflow",
         )
+    for node in workflow.values():
+        inputs = node.get("inputs", {})
+        if "filename_prefix" in inputs:
+            inputs["filename_prefix"] = job_prefix(inputs["filename_prefix"], request.job_id)
     return workflow, user_inputs, values
+
+
+def job_prefix(prefix, job_id: str):
+    """An output node's `filename_prefix` made per job: the job id added to the file's name
+    when the workflow did not put it there (`{{job_id}}`). ComfyUI answers an identical node
+    from its cache with the earlier prompt's file, so a fixed prefix would hand job B job A's
+    output (maybe another organization's). A linked prefix (another node's output) is left
+    as it is; the run's files are checked against the job id anyway (outputs.py)."""
+    if not isinstance(prefix, str) or job_id in prefix:
+        return prefix
+    if not prefix or prefix.endswith("/"):
+        return f"{prefix}{job_id}"
+    return f"{prefix}_{job_id}"
 
 
 def workflow_rejection(
