@@ -438,3 +438,9 @@ def hold_release(
     """Give a job's hold back in full (failed through no fault of the customer, cancelled,
     stale). Once."""
     return ledger.hold_release(hold=hold, reason=reason, actor=actor, expired=expired, now=now)
+
+
+def hold_extend(*, hold: CreditHold, until: datetime) -> bool:
+    """Keep a live job's hold from the stale-hold sweep until `until` (see the ledger). False
+    when the hold is no longer held (the sweep or a release got there first)."""
+    return ledger.hold_extend(hold=hold, until=until)

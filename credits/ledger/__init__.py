@@ -25,7 +25,7 @@ claw back), `holds` (create, capture, release), `adjustments`, `overage` (settle
 from credits.ledger.accounts import account_get_or_create, account_set_overage_limit
 from credits.ledger.adjustments import adjust
 from credits.ledger.grants import grant_clawback, grant_create, grant_expire
-from credits.ledger.holds import hold_capture, hold_create, hold_release
+from credits.ledger.holds import hold_capture, hold_create, hold_extend, hold_release
 from credits.ledger.overage import overage_settle
 
 __all__ = [
@@ -37,6 +37,7 @@ __all__ = [
     "grant_expire",
     "hold_capture",
     "hold_create",
+    "hold_extend",
     "hold_release",
     "overage_settle",
 ]

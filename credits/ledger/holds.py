@@ -12,6 +12,8 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import F, Value
+from django.db.models.functions import Greatest
 
 from config.errors import IdempotencyConflict, InsufficientCredits, NotFound, ValidationError
 from credits.ledger._core import (
@@ -373,3 +375,13 @@ def hold_release(
             )
         _give_back(won, won.amount, now, reason=reason, actor=actor)
         return won
+
+
+def hold_extend(*, hold: CreditHold, until: datetime) -> bool:
+    """Keep an open hold from being swept as stale before `until` (a job that is still alive:
+    requeued after a lost worker, or starting another attempt). Moves no credits; the expiry
+    only ever moves later. False when the hold is no longer held."""
+    updated = CreditHold.objects.filter(pk=hold.pk, status=HoldStatus.HELD).update(
+        expires_at=Greatest(F("expires_at"), Value(until))
+    )
+    return bool(updated)

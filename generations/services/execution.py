@@ -17,7 +17,8 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from credits.services import hold_capture, hold_release
+from credits.models import HoldStatus
+from credits.services import hold_capture, hold_extend, hold_release
 from generations.backends import BackendError, RunRequest, get_backend
 from generations.models import Job, JobStatus
 from generations.services.events import job_event_add
@@ -69,6 +70,20 @@ def _claim(job_id, *, worker: str, now: datetime):
     except BackendError as exc:  # e.g. no node configured for the pool: fail, don't loop
         job_fail(
             job, code=exc.code, message=exc.message, customer_fault=False, now=now, worker=worker
+        )
+        return None, "failed"
+    if job.hold_id and not hold_extend(
+        hold=job.hold, until=now + timedelta(seconds=settings.CREDITS_HOLD_TIMEOUT_S)
+    ):
+        # The hold was swept as stale (or released) while the job waited: running it now would
+        # do GPU work that can never be charged.
+        job_fail(
+            job,
+            code="hold_expired",
+            message="The credits held for this job were released before it could start.",
+            customer_fault=False,
+            now=now,
+            worker=worker,
         )
         return None, "failed"
     job.status = JobStatus.RUNNING
@@ -153,6 +168,15 @@ def _finish(job_id, *, attempt: int, outcome, error: BackendError | None, worker
     job = Job.objects.select_for_update(of=("self",)).select_related("model").get(pk=job_id)
     if job.status != JobStatus.RUNNING or job.attempts != attempt:
         return "stale"  # the reaper or another attempt decided meanwhile
+    if error is None and job.hold_id and job.hold.status != HoldStatus.HELD:
+        # The hold was swept as stale while the job ran (an attempt longer than the hold's
+        # timeout): nothing can be charged, so the job fails instead of looping on capture.
+        error = BackendError(
+            "The credits held for this job expired before it finished; nothing was charged.",
+            code="hold_expired",
+            started_at=outcome.started_at,
+            finished_at=outcome.finished_at,
+        )
     if error is None:
         finished = min(outcome.finished_at or now, now)
         job.status = JobStatus.SUCCEEDED

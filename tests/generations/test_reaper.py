@@ -267,3 +267,63 @@ def test_the_beat_task_is_the_reaper(django_capture_on_commit_callbacks):
         assert reap_jobs() == {"requeued": 0, "retried_lost": 1, "failed_lost": 0}
     assert Job.objects.get(pk=job.pk).status == JobStatus.QUEUED
     assert published() == [([str(job.pk)], 5)]  # starter's priority
+
+
+def test_each_attempt_keeps_its_hold_alive_past_the_stale_hold_sweep(settings):
+    """A job still queued or running is not stuck: every claim pushes the hold's expiry to at
+    least now + CREDITS_HOLD_TIMEOUT_S, so the sweep never releases a live job's credits."""
+    settings.CREDITS_HOLD_TIMEOUT_S = 600
+    org = make_org(plan="starter")
+    make_ai_model(credits="5")
+    job = submit(org)  # accepted an hour ago: its hold expired 50 minutes ago on paper
+    assert job.hold.expires_at < timezone.now()
+    at = timezone.now()
+    start_attempt(job, at=at)
+    job.hold.refresh_from_db()
+    assert job.hold.status == HoldStatus.HELD
+    assert job.hold.expires_at == at + timedelta(seconds=600)
+
+
+def test_a_job_whose_hold_was_swept_fails_uncharged_instead_of_running_for_free():
+    org = make_org(plan="starter")
+    make_ai_model(credits="5")
+    job = submit(org)
+    from credits import services as credit_services
+
+    # The job waited past its hold's timeout and the sweep got there first.
+    credit_services.holds_release_stale(now=timezone.now() + timedelta(days=1))
+    job.hold.refresh_from_db()
+    assert job.hold.status == HoldStatus.EXPIRED
+    with transaction.atomic():
+        claimed, why = execution._claim(job.pk, worker="w", now=timezone.now())
+    assert (claimed, why) == (None, "failed")
+    job.refresh_from_db()
+    assert (job.status, job.error_code, job.credits_charged) == (
+        JobStatus.FAILED,
+        "hold_expired",
+        D(0),
+    )
+    assert entries(job, EntryKind.CAPTURE) == 0
+    assert account_of(org).balance == D(500) and account_of(org).held == 0
+
+
+def test_a_hold_swept_while_the_attempt_ran_fails_the_job_instead_of_looping_on_capture():
+    org = make_org(plan="starter")
+    make_ai_model(credits="5")
+    job = submit(org)
+    claimed, backend, request = start_attempt(job, at=timezone.now())
+    outcome = backend.run(request, node=claimed.node)
+    from credits import services as credit_services
+
+    # An attempt longer than the hold's timeout: the sweep expires the hold mid-run.
+    credit_services.holds_release_stale(now=timezone.now() + timedelta(days=1))
+    assert execution._finish(job.pk, attempt=1, outcome=outcome, error=None, worker="w") == "failed"
+    job.refresh_from_db()
+    assert (job.status, job.error_code, job.credits_charged) == (
+        JobStatus.FAILED,
+        "hold_expired",
+        D(0),
+    )
+    assert entries(job, EntryKind.CAPTURE) == 0
+    assert runs(job) == [(str(job.pk), "failed")]
+    assert account_of(org).balance == D(500) and account_of(org).held == 0
