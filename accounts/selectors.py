@@ -104,3 +104,14 @@ def api_key_from_raw(*, raw_key: str) -> APIKey | None:
     if key is None or not hmac.compare_digest(key.hashed_key, hash_api_key(raw_key)):
         return None
     return key
+
+
+def plan_upgrade_for(*, plan: Plan | None) -> Plan | None:
+    """The next public plan with a monthly price above `plan`'s (the dashboard's upgrade
+    path); None on the top plan or a plan per contract."""
+    if plan is not None and plan.monthly_price_usd is None:
+        return None
+    plans = Plan.objects.filter(is_public=True, monthly_price_usd__gt=0)
+    if plan is not None:
+        plans = plans.filter(monthly_price_usd__gt=plan.monthly_price_usd or 0).exclude(pk=plan.pk)
+    return plans.order_by("monthly_price_usd", "sort_order", "slug").first()

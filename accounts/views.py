@@ -208,16 +208,31 @@ def organization_switch(request: HttpRequest) -> HttpResponse:
     return redirect(safe_next(request, reverse("dashboard")))
 
 
-@organization_required
+@login_required
 def dashboard(request: HttpRequest) -> HttpResponse:
+    """The organization's dashboard. Staff who belong to no organization land on the staff
+    overview instead (the "no organization" page is for customers)."""
+    if getattr(request, "organization", None) is None and request.user.is_staff:
+        return redirect("staff:home")
+    return _organization_dashboard(request)
+
+
+@organization_required
+def _organization_dashboard(request: HttpRequest) -> HttpResponse:
+    """Plan, role and credits; the latest jobs and the period's usage chart (their apps'
+    template tags); a Generate button and the next plan up."""
     organization = request.organization
+    subscription = _subscription(organization)
     return render(
         request,
         "accounts/dashboard.html",
         {
             "organization": organization,
             "membership": request.membership,
-            "subscription": _subscription(organization),
+            "subscription": subscription,
+            "upgrade_plan": selectors.plan_upgrade_for(
+                plan=subscription.plan if subscription else None
+            ),
         },
     )
 
@@ -414,5 +429,8 @@ def api_key_revoke(request: HttpRequest, key_id: int) -> HttpResponse:
         raise _forbidden(exc) from exc
     messages.success(request, f"Revoked the key “{api_key.name}”. It no longer works.")
     if request.htmx:
-        return render(request, "accounts/partials/api_keys_table.html", _api_keys_context(request))
+        # The page may still show this key's secret in its "copy it now" box: the fragment
+        # replaces that box too (out of band), so the secret of a revoked key is not left there.
+        context = {**_api_keys_context(request), "revoked_key": api_key}
+        return render(request, "accounts/partials/api_keys_table.html", context)
     return redirect("api_keys")

@@ -1,11 +1,22 @@
 from csp.constants import UNSAFE_INLINE
 from csp.decorators import csp_update
 from django.contrib import admin
+from django.http import HttpRequest, HttpResponseRedirect
+from django.templatetags.static import static
 from django.urls import include, path
+from django.views.decorators.cache import cache_control
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from config.api.views import ProblemTypeView, healthz
+
+
+@cache_control(max_age=86400, public=True)
+def favicon(request: HttpRequest) -> HttpResponseRedirect:
+    """Browsers ask for /favicon.ico whatever the page links: send them to the SVG icon (its
+    static URL, hashed in production, is resolved per request)."""
+    return HttpResponseRedirect(static("favicon.svg"))
+
 
 api_v1 = [
     path("", include("accounts.api.urls")),
@@ -17,6 +28,7 @@ api_v1 = [
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("healthz", healthz, name="healthz"),
+    path("favicon.ico", favicon, name="favicon"),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     # Swagger UI's script is served from a URL of its own (the split view), as the
     # Content-Security-Policy requires; its page keeps one inline <style>, allowed here only.
@@ -32,6 +44,7 @@ urlpatterns = [
     path("credits/", include("credits.urls")),
     path("stripe/", include("credits.billing.urls")),
     path("generate/", include("generations.urls")),
+    path("staff/", include("generations.staff_home")),
     path("staff/costs/", include("infra_costs.urls")),
     path("staff/pricing/", include("generations.staff_views")),
     # Stripe Checkout/Portal return URLs and emails point here.

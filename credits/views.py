@@ -317,7 +317,7 @@ def _entries(organization, filters: LedgerFilters):
         kind=filters.kind or None,
         since=filters.start,
         until=filters.end,
-    ).select_related("grant", "hold")
+    ).select_related("grant", "hold", "hold__job")
 
 
 def _url(name: str, params: dict[str, str]) -> str:
@@ -357,7 +357,7 @@ def ledger(request: HttpRequest) -> HttpResponse:
         "form": form,
         "filters": filters,
         "problems": problems,
-        "rows": [entry_row(e) for e in entries],
+        "rows": [entry_row(e, organization=organization) for e in entries],
         "newer_url": newer_url,
         "older_url": older_url,
         "newest_url": _url("credits:ledger", params) if page.has_newer else None,

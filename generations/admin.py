@@ -43,6 +43,42 @@ def _clean_price(value):
         raise forms.ValidationError(exc.detail) from None
 
 
+LARGE_CHANGE_FACTOR = Decimal(10)  # a new price this many times higher or lower asks to confirm
+
+
+def _large_change(current: Decimal | None, new: Decimal | None) -> bool:
+    """The new price is more than 10× the current one, or less than a tenth of it (a slipped
+    decimal point: 5 → 50 or 5 → 0.5)."""
+    if current is None or new is None or current <= 0 or new <= 0:
+        return False
+    return new > current * LARGE_CHANGE_FACTOR or new * LARGE_CHANGE_FACTOR < current
+
+
+def _confirm_large_change(form: forms.Form, *, model: AIModel | None, price, when=None) -> None:
+    """Refuse a change of more than 10× unless its confirmation box is ticked (the form comes
+    back with the box and the old and new prices, by the model's name)."""
+    if model is None or model.pk is None or price is None:
+        return
+    rate = selectors.rate_current(model=model, now=when)
+    current = rate.credits if rate is not None else None
+    if not _large_change(current, price) or form.cleaned_data.get("confirm_large_change"):
+        return
+    factor = price / current if price > current else current / price
+    direction = "higher" if price > current else "lower"
+    form.add_error(
+        "confirm_large_change",
+        f"{model.name}: {price.normalize():f} credits is {factor.quantize(Decimal('0.1')):f}× "
+        f"{direction} than the current {current.normalize():f}. Tick the box to confirm this "
+        "price, or correct it.",
+    )
+
+
+CONFIRM_HELP = (
+    "Needed when the new price is more than 10× the current one or less than a tenth of it "
+    "(a slipped decimal point is the usual cause)."
+)
+
+
 class AIModelAdminForm(forms.ModelForm):
     new_price = forms.DecimalField(
         label="New price (credits)",
@@ -62,6 +98,9 @@ class AIModelAdminForm(forms.ModelForm):
         max_length=255,
         strip=True,
         help_text="Required with a new price; kept in the price history and the audit log.",
+    )
+    confirm_large_change = forms.BooleanField(
+        label="Yes, change the price by more than 10×", required=False, help_text=CONFIRM_HELP
     )
 
     class Meta:
@@ -107,6 +146,8 @@ class AIModelAdminForm(forms.ModelForm):
             and "new_price" not in self.errors
         ):
             self.add_error("new_price", "An active model needs a price.")
+        if "new_price" not in self.errors:
+            _confirm_large_change(self, model=self.instance, price=price)
         return cleaned
 
 
@@ -145,7 +186,13 @@ class AIModelAdmin(admin.ModelAdmin):
         (
             "Price",
             {
-                "fields": ("current_price", "new_price", "price_reason", "cache_price_credits"),
+                "fields": (
+                    "current_price",
+                    "new_price",
+                    "price_reason",
+                    "confirm_large_change",
+                    "cache_price_credits",
+                ),
                 "description": "Every change is a new version with who, when and why (below).",
             },
         ),
@@ -182,11 +229,16 @@ class AIModelAdmin(admin.ModelAdmin):
             model=obj, credits=price, reason=form.cleaned_data["price_reason"], actor=request.user
         )
         self.message_user(
-            request, f"{obj.slug} now costs {rate.credits} credits per generation.", messages.INFO
+            request,
+            f"{obj.name} now costs {rate.credits.normalize():f} credits per generation.",
+            messages.INFO,
         )
 
 
 class CreditRateAddForm(forms.ModelForm):
+    confirm_large_change = forms.BooleanField(
+        label="Yes, change the price by more than 10×", required=False, help_text=CONFIRM_HELP
+    )
     effective_from = forms.SplitDateTimeField(
         required=False,
         widget=AdminSplitDateTime,
@@ -207,6 +259,17 @@ class CreditRateAddForm(forms.ModelForm):
             raise forms.ValidationError("Must not be in the past.")
         return value
 
+    def clean(self):
+        cleaned = super().clean()
+        if "credits" not in self.errors and "effective_from" not in self.errors:
+            _confirm_large_change(
+                self,
+                model=cleaned.get("model"),
+                price=cleaned.get("credits"),
+                when=cleaned.get("effective_from"),
+            )
+        return cleaned
+
 
 @admin.register(CreditRate)
 class CreditRateAdmin(admin.ModelAdmin):
@@ -223,7 +286,7 @@ class CreditRateAdmin(admin.ModelAdmin):
 
     def get_fields(self, request, obj=None):
         if obj is None:
-            return ("model", "credits", "reason", "effective_from")
+            return ("model", "credits", "reason", "effective_from", "confirm_large_change")
         return ("model", "credits", "effective_from", "set_by", "reason", "created_at")
 
     def has_change_permission(self, request, obj=None) -> bool:

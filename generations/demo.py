@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import random
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -18,7 +19,13 @@ from decimal import Decimal
 from django.db import connection, transaction
 from django.utils import timezone
 
-from generations.models import AIModel, Backend, CreditRate
+from accounts.models import Organization, User
+from credits.services import hold_capture, hold_release, spend_authorize
+from generations.backends.simulated import output_url
+from generations.models import AIModel, Backend, CreditRate, Job, JobStatus
+from generations.selectors import rate_current
+from generations.services.events import job_event_add
+from generations.services.submission import params_hash
 from infra_costs.models import (
     GpuRun,
     Node,
@@ -216,3 +223,131 @@ def seed_world(*, days: int, seed: int, now: datetime | None = None) -> DemoWorl
     return DemoWorld(
         pools=pools, models=models, uptime_intervals=uptime, runs=runs, history_created=created
     )
+
+
+# --- The demo organization's own jobs ---------------------------------------------------------
+
+DEMO_JOB_DAYS = 14  # the demo organization's job history: these last days…
+DEMO_JOBS_PER_DAY = (1, 5)  # …with this many jobs a day (random, inclusive)
+DEMO_JOB_MODELS = [("flux-dev", 5), ("sdxl", 6), ("musicgen", 2), ("wan-video", 1)]  # weights
+DEMO_PROMPTS = [
+    "a lighthouse at dawn, watercolor",
+    "a red fox in fresh snow",
+    "isometric city block at night",
+    "lofi beat with rain",
+    "a paper boat on a river",
+    "portrait of a robot gardener",
+]
+DEMO_JOB_NAMESPACE = uuid.UUID("6f1c1f0e-5b1d-4a55-9a53-2a4c3d1e0b7a")
+
+
+def seed_demo_jobs(
+    *,
+    organization: Organization,
+    user: User,
+    seed: int,
+    days: int = DEMO_JOB_DAYS,
+    now: datetime | None = None,
+) -> int:
+    """A few jobs a day over the last DEMO_JOB_DAYS days for the demo organization, so its
+    dashboard, usage chart, jobs and ledger are not empty. Money moves only through
+    `credits.services`: each job's hold is placed (`spend_authorize`, at the job's time) and
+    captured when it succeeded, released when it failed — so the ledger invariants hold. Job ids
+    derive from (seed, n): a re-run creates only the missing ones. Returns how many it created.
+    """
+    now = now or timezone.now()
+    rng = random.Random(f"demo-jobs-{seed}")
+    models = {m.slug: m for m in AIModel.objects.filter(slug__in=[m for m, _ in DEMO_JOB_MODELS])}
+    choices = [(slug, w) for slug, w in DEMO_JOB_MODELS if slug in models]
+    if not choices:
+        return 0
+    today = _day_start(now)
+    created = 0
+    n = 0
+    for days_ago in range(min(days, DEMO_JOB_DAYS) - 1, -1, -1):
+        day = today - timedelta(days=days_ago)
+        for _ in range(rng.randint(*DEMO_JOBS_PER_DAY)):
+            n += 1
+            at = day + timedelta(seconds=rng.randint(8 * 3600, 20 * 3600))
+            slug = rng.choices([c[0] for c in choices], [c[1] for c in choices])[0]
+            failed = rng.random() < 0.06
+            prompt = rng.choice(DEMO_PROMPTS)
+            seed_value = rng.randint(0, 2**31 - 1)
+            run_s = max(2.0, rng.lognormvariate(0, 0.3) * 20)  # every draw before any skip
+            if at >= now - timedelta(minutes=5):
+                continue  # only finished history
+            job_id = uuid.uuid5(DEMO_JOB_NAMESPACE, f"{seed}-{n}")
+            if (
+                Job.objects.filter(pk=job_id).exists()
+                or rate_current(model=models[slug], now=at) is None
+            ):
+                continue
+            _demo_job(
+                job_id=job_id,
+                organization=organization,
+                user=user,
+                model=models[slug],
+                params={"prompt": prompt, "seed": seed_value},
+                at=at,
+                run_s=run_s,
+                failed=failed,
+            )
+            created += 1
+    return created
+
+
+def _demo_job(*, job_id, organization, user, model: AIModel, params, at, run_s, failed) -> Job:
+    with transaction.atomic():
+        rate = rate_current(model=model, now=at)
+        hold = spend_authorize(
+            organization=organization,
+            amount=rate.credits,
+            key=f"job:{job_id}",
+            metadata={
+                "model": model.slug,
+                "job": str(job_id),
+                "description": f"{model.name} generation",
+            },
+            now=at,
+        )
+        started = at + timedelta(seconds=2)
+        finished = started + timedelta(seconds=run_s)
+        job = Job.objects.create(
+            id=job_id,
+            organization=organization,
+            model=model,
+            rate=rate,
+            params=params,
+            params_hash=params_hash(params),
+            created_by=user,
+            created_at=at,
+            enqueued_at=at,
+            hold=hold,
+            credits_held=hold.amount,
+            status=JobStatus.FAILED if failed else JobStatus.SUCCEEDED,
+            node=f"{model.pool.slug}-node-1",
+            attempts=1,
+            started_at=started,
+            finished_at=finished,
+        )
+        job_event_add(job, JobStatus.QUEUED, at=at, message="demo history")
+        job_event_add(job, JobStatus.RUNNING, at=started)
+        if failed:
+            hold_release(hold=hold, reason="demo: the node failed", now=finished)
+            job.credits_charged = Decimal(0)
+            job.error = "The GPU node failed while running the job (demo history)."
+            job.error_code = "node_error"
+        else:
+            hold_capture(hold=hold, now=finished)
+            job.credits_charged = job.credits_held
+            kind = str(model.backend_config.get("output_type", "image"))
+            job.result = {
+                "type": kind,
+                "url": output_url(str(job_id), kind),
+                "seed": params["seed"],
+                "service_time_s": round(run_s, 3),
+                "cold_start_s": 0.0,
+            }
+        job.save(update_fields=["credits_charged", "error", "error_code", "result"])
+        job_event_add(job, job.status, at=finished)
+    return job

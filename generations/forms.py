@@ -85,7 +85,11 @@ def field_for(name: str, spec, *, required: bool) -> tuple[forms.Field, str]:
         choices = [(_enum_key(v), v if isinstance(v, str) else _enum_key(v)) for v in spec["enum"]]
         if not required:
             choices.insert(0, ("", "—"))
-        field = forms.ChoiceField(choices=choices, **common)
+        field = forms.ChoiceField(
+            choices=choices,
+            error_messages={"invalid_choice": "Pick one of the choices."},  # never echo it
+            **common,
+        )
         if "default" in spec:
             field.initial = _enum_key(default)
         return field, "enum"
@@ -220,11 +224,13 @@ class ParamsForm(forms.Form):
 
 
 class SubmitForm(forms.Form):
-    """The non-params part of the generate form: the model and a per-form token that makes a
-    double submit (or a replayed POST) create one job (it becomes the Idempotency-Key)."""
+    """The non-params part of the generate form: the model, a per-form token that makes a
+    double submit (or a replayed POST) create one job (it becomes the Idempotency-Key) and the
+    job the page shows (kept on the page when the submission is refused)."""
 
     model = forms.SlugField(widget=forms.HiddenInput, max_length=100)
     form_token = forms.UUIDField(widget=forms.HiddenInput, required=False)
+    job = forms.UUIDField(widget=forms.HiddenInput, required=False)
 
     @staticmethod
     def new_token() -> str:

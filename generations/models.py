@@ -109,7 +109,7 @@ class CreditRate(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.model.slug}: {self.credits} credits from {self.effective_from:%Y-%m-%d}"
+        return f"{self.model.name}: {self.credits} credits from {self.effective_from:%Y-%m-%d}"
 
 
 class JobStatus(models.TextChoices):

@@ -267,3 +267,70 @@ def idle_heatmap(
             rows.append((key, cells))
         out[pool] = rows
     return out
+
+
+# --- The fleet at a glance (staff landing page) ----------------------------------------------
+
+
+@dataclass(frozen=True)
+class PoolFleet:
+    """One pool now: its nodes, how many are up (an open or current uptime interval), and the
+    hourly rate in force."""
+
+    slug: str
+    gpu_type: str
+    nodes: int
+    nodes_up: int
+    hourly_rate_usd: Decimal | None
+    warm_hourly_rate_usd: Decimal | None
+    rate_since: datetime | None
+    set_points: int
+
+    @property
+    def cost_per_hour_usd(self) -> Decimal | None:
+        """What the nodes up now cost per hour at the rate in force."""
+        if self.hourly_rate_usd is None:
+            return None
+        return self.hourly_rate_usd * self.nodes_up
+
+
+def fleet(*, now: datetime | None = None) -> list[PoolFleet]:
+    """Every pool with its node count, nodes up at `now` and current rate (four small queries)."""
+    from django.db.models import Count, Q
+    from django.utils import timezone
+
+    now = now or timezone.now()
+    pools = list(
+        NodePool.objects.annotate(
+            node_count=Count("nodes", distinct=True),
+            set_point_count=Count("set_points", filter=Q(set_points__active=True), distinct=True),
+        ).order_by("slug")
+    )
+    up = dict(
+        UptimeInterval.objects.filter(started_at__lte=now, ended_at__gt=now)
+        .values("pool_id")
+        .annotate(n=Count("node_id", distinct=True))
+        .values_list("pool_id", "n")
+    )
+    rates = {
+        r.pool_id: r
+        for r in PoolRate.objects.filter(effective_from__lte=now)
+        .order_by("pool_id", "-effective_from")
+        .distinct("pool_id")
+    }
+    out = []
+    for pool in pools:
+        rate = rates.get(pool.pk)
+        out.append(
+            PoolFleet(
+                slug=pool.slug,
+                gpu_type=pool.gpu_type,
+                nodes=pool.node_count,
+                nodes_up=up.get(pool.pk, 0),
+                hourly_rate_usd=rate.hourly_rate_usd if rate else None,
+                warm_hourly_rate_usd=rate.warm_hourly_rate_usd if rate else None,
+                rate_since=rate.effective_from if rate else None,
+                set_points=pool.set_point_count,
+            )
+        )
+    return out

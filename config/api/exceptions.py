@@ -87,6 +87,14 @@ def _flatten(detail: Any) -> dict[str, list[str]]:
     return out
 
 
+FIELD_MAX = 60  # characters of a field name quoted in a validation problem
+MESSAGE_MAX = 200  # characters of one message
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def to_service_error(exc: Exception) -> errors.ServiceError | None:
     """Map DRF and Django exceptions onto the project's hierarchy (None: not ours to handle)."""
     if isinstance(exc, errors.ServiceError):
@@ -98,7 +106,12 @@ def to_service_error(exc: Exception) -> errors.ServiceError | None:
     if isinstance(exc, DjangoPermissionDenied):
         return errors.PermissionDenied()
     if isinstance(exc, drf.ValidationError):
-        flat = _flatten(exc.detail)
+        # Field names and messages may quote what was sent (an unknown key, an invalid
+        # choice): cut them short, so a huge input is never echoed back whole.
+        flat = {
+            _cut(key, FIELD_MAX): [_cut(m, MESSAGE_MAX) for m in messages]
+            for key, messages in _flatten(exc.detail).items()
+        }
         first = next(iter(flat.items()), None)
         detail = f"{first[0]}: {first[1][0]}" if first else "Invalid request."
         return errors.ValidationError(detail, errors=flat)

@@ -1,4 +1,5 @@
-"""Numbers for people: credits, USD, percentages. Exact (Decimal, never float).
+"""Numbers and dates for people: credits, USD, percentages (exact: Decimal, never float) and
+moments (`format_datetime`, the one date format of the customer pages).
 
 The apps' template libraries (`credits_ui`, `billing_ui`, `staff_ui`) register these as
 filters (a library must live in an installed app, and config is not one); views use them
@@ -8,7 +9,10 @@ the staff tables.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
+
+from django.utils.dateformat import format as date_format
 
 MINUS = "\u2212"  # a real minus sign, not a hyphen
 
@@ -58,3 +62,19 @@ def format_percent(value, *, places: int = 1, empty: str = "") -> str:
         return empty
     text = f"{abs(fraction) * 100:.{int(places)}f}%"
     return (MINUS if fraction < 0 else "") + text
+
+
+DATETIME_FORMAT = "j M Y, H:i:s"  # "2 Dec 2026, 09:53:33": every page, always in UTC
+
+
+def format_datetime(value, *, ms: bool = False, empty: str = "") -> str:
+    """A moment as every page shows it: "2 Dec 2026, 09:53:33" in UTC (the pages say "UTC"
+    once); `ms` adds milliseconds (".042") where events are close together."""
+    if not isinstance(value, datetime):
+        return empty
+    if value.tzinfo is not None:
+        value = value.astimezone(UTC)
+    text = date_format(value, DATETIME_FORMAT)
+    if ms:
+        text += f".{value.microsecond // 1000:03d}"
+    return text

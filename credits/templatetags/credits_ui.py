@@ -1,4 +1,4 @@
-"""Template helpers of the credits web UI: exact credit formatting (`config.web.formats`) and the
+"""Template helpers of the credits web UI: credit and date formatting (`config.web.formats`) and the
 balance card's data (so any page can `{% include "credits/partials/balance_card.html" %}`)."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from decimal import Decimal, InvalidOperation
 
 from django import template
 
-from config.web.formats import format_credits
+from config.web.formats import format_credits, format_datetime
 
 register = template.Library()
 
@@ -17,6 +17,13 @@ def credits_filter(value, arg: str = "") -> str:
     """`{{ x|credits }}` → "1,250.5"; `{{ x|credits:"exact" }}` → "1,250.500";
     `{{ x|credits:"signed" }}` / `"signed-exact"` add a "+" to positive amounts."""
     return format_credits(value, exact="exact" in arg, signed="signed" in arg)
+
+
+@register.filter
+def when(value, arg: str = "") -> str:
+    """`{{ x|when }}` → "2 Dec 2026, 09:53:33" (UTC), the one date format of the customer
+    pages; `{{ x|when:"ms" }}` adds milliseconds."""
+    return format_datetime(value, ms=arg == "ms")
 
 
 @register.filter

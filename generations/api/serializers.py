@@ -77,7 +77,11 @@ class JobSerializer(serializers.ModelSerializer):
     result = serializers.JSONField(
         read_only=True, allow_null=True, help_text="The generation's output once it succeeded."
     )
-    params = ObjectField(read_only=True, help_text="The parameters as accepted.")
+    params = ObjectField(
+        read_only=True,
+        help_text="The parameters as accepted; a request without `seed` shows the seed drawn "
+        "for it at random (send it again to repeat the result).",
+    )
 
     class Meta:
         model = Job
@@ -124,7 +128,7 @@ class GenerationCreateSerializer(StrictSerializer):
     )
     params = ObjectField(
         help_text="Generation parameters, validated against the model's `params_schema`; "
-        'at least `{"prompt": "..."}`.',
+        'at least `{"prompt": "..."}`. Without `seed`, one is drawn at random and recorded.',
     )
 
     def validate_params(self, value):

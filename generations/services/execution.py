@@ -17,6 +17,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
+from config.web.formats import format_credits
 from credits.models import HoldStatus
 from credits.services import hold_capture, hold_extend, hold_release
 from generations.backends import BackendError, RunRequest, get_backend
@@ -200,7 +201,7 @@ def _finish(job_id, *, attempt: int, outcome, error: BackendError | None, worker
             JobStatus.SUCCEEDED,
             at=now,
             worker=worker,
-            message=f"charged {job.credits_charged} credits",
+            message=f"charged {format_credits(job.credits_charged)} credits",
         )
         return "succeeded"
     job_fail(

@@ -1,25 +1,33 @@
 """Submission: validate a request, apply the quotas, hold the pinned price, create the job
-`queued` (idempotently, per Idempotency-Key) and publish it to its pool's queue on commit."""
+`queued` (idempotently, per Idempotency-Key) and publish it to its pool's queue on commit.
+
+A request without `seed` gets one drawn at random (`secrets`) and recorded in the job's params,
+so the customer can see it and reuse it. The Idempotency-Key compares the body as sent (the
+request fingerprint has no drawn seed), and the result cache compares the params as run (with
+the drawn seed), so two seedless requests are two different random draws, never a cache hit.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import logging
+import secrets
 import uuid
 from datetime import datetime, timedelta
 
-import jsonschema
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from accounts.models import APIKey, Organization, QueuePriority, User
 from config.errors import IdempotencyConflict, ServerBusy, ValidationError
+from config.web.formats import format_credits
 from credits.services import hold_capture, spend_authorize
 from generations.models import AIModel, Job, JobStatus
 from generations.selectors import model_params_schema, rate_current
 from generations.services.events import job_event_add
+from generations.validation import SEED_MAX, SEED_MIN, params_errors, truncated
 
 logger = logging.getLogger(__name__)
 
@@ -41,21 +49,50 @@ def queue_for_pool(pool_slug: str) -> str:
 
 
 def params_validate(*, model: AIModel, params) -> dict:
-    """`params` against the model's JSON Schema, which always accepts `prompt` and `seed`."""
+    """`params` against the model's JSON Schema, which always accepts `prompt` and `seed`.
+    Refusals are written for people (`generations.validation`): they name the field and never
+    echo the value."""
     if not isinstance(params, dict):
         raise ValidationError(
-            "params must be a JSON object.", errors={"params": ["Not an object."]}
+            "params must be a JSON object.", errors={"params": ["Must be a JSON object."]}
         )
-    validator = jsonschema.Draft202012Validator(model_params_schema(model))
-    problems = sorted(validator.iter_errors(params), key=lambda e: list(e.path))
-    if problems:
-        errors: dict[str, list[str]] = {}
-        for problem in problems:
-            path = ".".join(str(p) for p in problem.absolute_path)
-            errors.setdefault(f"params.{path}" if path else "params", []).append(problem.message)
-        first_field, first_messages = next(iter(errors.items()))
-        raise ValidationError(f"{first_field}: {first_messages[0]}", errors=errors)
+    schema = model_params_schema(model)
+    errors = params_errors(schema=schema, params=params)
+    if errors:
+        messages = [m for ms in errors.values() for m in ms]
+        detail = messages[0]
+        if len(messages) > 1:
+            more = len(messages) - 1
+            detail += f" (and {more} more problem{'s' if more != 1 else ''})"
+        raise ValidationError(detail, errors=errors)
     return params
+
+
+def params_with_seed(*, model: AIModel, params: dict) -> dict:
+    """`params` with a random `seed` when the request has none (and the model's schema takes an
+    integer seed): drawn with `secrets` within the schema's bounds, so the job records the seed
+    it ran with. Params that already have a seed are returned as they are."""
+    if "seed" in params:
+        return params
+    schema = model_params_schema(model)
+    spec = (schema.get("properties") or {}).get("seed")
+    if not isinstance(spec, dict) or spec.get("type") not in ("integer", None):
+        return params
+    low, high = SEED_MIN, SEED_MAX
+    if _is_int(spec.get("minimum")):
+        low = max(low, spec["minimum"])
+    if _is_int(spec.get("maximum")):
+        high = min(high, spec["maximum"])
+    if high < low:
+        return params
+    seeded = {**params, "seed": low + secrets.randbelow(high - low + 1)}
+    if params_errors(schema=schema, params=seeded):  # e.g. an enum or multipleOf on seed
+        return params
+    return seeded
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def params_hash(params: dict) -> str:
@@ -63,8 +100,20 @@ def params_hash(params: dict) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def _fingerprint(model_slug: str, params: dict) -> str:
+def request_fingerprint(model_slug: str, params) -> str:
+    """What the Idempotency-Key compares: the model and the params as sent (no drawn seed)."""
+    params = params if isinstance(params, dict) else {"_": params}
     return hashlib.sha256(f"{model_slug}\n{params_hash(params)}".encode()).hexdigest()
+
+
+def job_seed_drawn(job: Job) -> bool:
+    """Whether the job's `seed` was drawn at random (the request had none): its fingerprint is
+    that of its params without the seed."""
+    params = job.params if isinstance(job.params, dict) else {}
+    if "seed" not in params or not job.request_fingerprint:
+        return False
+    sent = {k: v for k, v in params.items() if k != "seed"}
+    return job.request_fingerprint == request_fingerprint(job.model.slug, sent)
 
 
 # --- Submission -------------------------------------------------------------------------------
@@ -135,7 +184,7 @@ def generation_submit(
             )
     if not isinstance(model_slug, str) or not model_slug:
         raise ValidationError("model is required.", errors={"model": ["Required."]})
-    fingerprint = _fingerprint(model_slug, params if isinstance(params, dict) else {"_": params})
+    fingerprint = request_fingerprint(model_slug, params)
     if idempotency_key is not None:
         existing = Job.objects.filter(
             organization=organization, idempotency_key=idempotency_key
@@ -146,8 +195,11 @@ def generation_submit(
             return existing, False
     model = AIModel.objects.select_related("pool").filter(slug=model_slug, is_active=True).first()
     if model is None:
-        raise ValidationError(f"Unknown model {model_slug!r}.", errors={"model": ["Unknown."]})
+        raise ValidationError(
+            f"Unknown model “{truncated(model_slug, 60)}”.", errors={"model": ["Unknown model."]}
+        )
     params = params_validate(model=model, params=params)
+    params = params_with_seed(model=model, params=params)
     phash = params_hash(params)
     if model.pool_id is None:
         raise ValidationError(f"{model.name} has no GPU pool to run on.")
@@ -228,7 +280,9 @@ def _accept(
         priority=PRIORITY_BY_TIER.get(plan.queue_priority, 5),
         enqueued_at=now,
     )
-    job_event_add(job, JobStatus.QUEUED, at=now, message=f"accepted at {rate.credits} credits")
+    job_event_add(
+        job, JobStatus.QUEUED, at=now, message=f"accepted at {format_credits(rate.credits)} credits"
+    )
     transaction.on_commit(
         lambda: enqueue(job_id=job.pk, pool_slug=model.pool.slug, priority=job.priority)
     )

@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from config.web.formats import format_credits
 from generations.models import Job, JobStatus
+from generations.services.submission import job_seed_drawn
 
 POLL_FAST_S = 1
 POLL_SLOW_S = 5
@@ -78,6 +79,9 @@ class JobView:
     preview_label: str
     preview_hue: int
     gpu_type: str
+    ran: bool  # it started on a node (a job cancelled or failed in the queue never did)
+    seed: int | None  # the seed it runs with, when it has one
+    seed_drawn: bool  # drawn at random at submission (the request had none)
 
     @property
     def cancellable(self) -> bool:
@@ -89,8 +93,27 @@ class JobView:
 
     @property
     def generate_url(self) -> str:
-        """The generate page showing this job, its form filled with the job's settings."""
+        """The generate page showing this job, its form filled with the job's settings (a
+        random seed left empty: the next press draws a new one)."""
         return generate_url(model=self.job.model.slug, job=str(self.job.pk))
+
+    @property
+    def again_url(self) -> str:
+        """The generate page filled with this job's settings and its seed, even a random one:
+        the same settings again give the same result."""
+        seed = "" if self.seed is None else str(self.seed)
+        return generate_url(
+            model=self.job.model.slug, job=str(self.job.pk), **{"params-seed": seed}
+        )
+
+    @property
+    def running_step(self) -> str:
+        """The "Running" step's state: done, current, skipped (ended without running) or ""."""
+        if self.step == 1:
+            return "current"
+        if self.step == 2:
+            return "done" if self.ran else "skipped"
+        return ""
 
 
 def job_view(job: Job, *, now: datetime | None = None) -> JobView:
@@ -160,6 +183,9 @@ def job_view(job: Job, *, now: datetime | None = None) -> JobView:
         result_json = json.dumps(result, indent=2, ensure_ascii=False)
 
     age = now - job.created_at
+    seed = (job.params or {}).get("seed") if isinstance(job.params, dict) else None
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        seed = None
     return JobView(
         job=job,
         status_text=STATUS_TEXT.get(status, status),
@@ -177,4 +203,7 @@ def job_view(job: Job, *, now: datetime | None = None) -> JobView:
         preview_label=preview_label,
         preview_hue=hue,
         gpu_type=(job.model.pool.gpu_type if job.model.pool_id else ""),
+        ran=job.started_at is not None or bool(job.node),
+        seed=seed,
+        seed_drawn=seed is not None and job_seed_drawn(job),
     )

@@ -34,9 +34,11 @@ from credits.selectors import balance_summary, datetime_at_midnight
 from generations import selectors, services
 from generations.forms import ParamsForm, SubmitForm
 from generations.models import Job
+from generations.services.submission import job_seed_drawn
 from generations.views._common import duration, generate_url, job_view
 
 IDEMPOTENCY_PREFIX = "web-form:"
+KEPT_PARAMS = ("prompt", "seed")  # params a GET link may pre-fill (`params-<name>`)
 
 
 # --- Refusals ---------------------------------------------------------------------------------
@@ -159,9 +161,14 @@ def _render_generate(
     if params_form is None and selected is not None:
         initial = {}
         if job is not None and job.model_id == selected.model.pk:
-            initial = ParamsForm.initial_from(job.params, selected.params_schema)
-        if request.method == "GET" and request.GET.get("params-prompt"):
-            initial["prompt"] = request.GET["params-prompt"]  # kept across a model switch
+            params = dict(job.params or {})
+            if job_seed_drawn(job):
+                params.pop("seed")  # a random seed stays random for the next press
+            initial = ParamsForm.initial_from(params, selected.params_schema)
+        if request.method == "GET":
+            for name in KEPT_PARAMS:  # the prompt across a model switch; a seed to reuse
+                if request.GET.get(f"params-{name}"):
+                    initial[name] = request.GET[f"params-{name}"]
         params_form = ParamsForm(schema=selected.params_schema, initial=initial)
     context = {
         "organization": organization,
@@ -181,6 +188,7 @@ def _render_generate(
             initial={
                 "model": selected.slug if selected else "",
                 "form_token": token or SubmitForm.new_token(),
+                "job": str(job.pk) if job is not None else "",
             }
         ),
         "job": job_view(job) if job is not None else None,
@@ -217,6 +225,13 @@ def generate(request: HttpRequest) -> HttpResponse:
     return _render_generate(request, catalog=catalog, selected=selected, job=job)
 
 
+def _shown_job(request: HttpRequest, job_id) -> Job | None:
+    try:
+        return selectors.job_get(organization=request.organization, job_id=job_id)
+    except NotFound:
+        return None  # a stale or foreign id: no panel
+
+
 def _submit(request: HttpRequest, catalog) -> HttpResponse:
     partial = is_partial(request)
     submit_form = SubmitForm(request.POST)
@@ -235,13 +250,18 @@ def _submit(request: HttpRequest, catalog) -> HttpResponse:
         )
     params_form = ParamsForm(request.POST, schema=selected.params_schema)
     token = None
-    if submit_form.is_valid() and submit_form.cleaned_data.get("form_token"):
-        token = str(submit_form.cleaned_data["form_token"])
+    shown = None  # the job the page showed: a refusal keeps its panel (it may still run)
+    if submit_form.is_valid():
+        if submit_form.cleaned_data.get("form_token"):
+            token = str(submit_form.cleaned_data["form_token"])
+        if submit_form.cleaned_data.get("job"):
+            shown = _shown_job(request, submit_form.cleaned_data["job"])
     if not params_form.is_valid():
         return _render_generate(
             request,
             catalog=catalog,
             selected=selected,
+            job=shown,
             params_form=params_form,
             token=token,
             refusal=Refusal(
@@ -269,6 +289,7 @@ def _submit(request: HttpRequest, catalog) -> HttpResponse:
             request,
             catalog=catalog,
             selected=selected,
+            job=shown,
             params_form=params_form,
             token=token,
             refusal=_refusal(exc, leftover=leftover),

@@ -74,10 +74,13 @@ def job_cancel(request: HttpRequest, job_id) -> HttpResponse:
     job = _job_or_404(request, job_id)
     error = ""
     try:
-        job = services.generation_cancel(job=job, actor=request.user)
+        services.generation_cancel(job=job, actor=request.user)
     except ValidationError:
-        job.refresh_from_db()
-        error = f"It can't be cancelled any more: it is {job.get_status_display().lower()}."
+        error = "It can't be cancelled any more: it is {status}."
+    # Read it again: the hold (and its status) the cancel released, not the one loaded before.
+    job = _job_or_404(request, job_id)
+    if error:
+        error = error.format(status=job.get_status_display().lower())
     if is_partial(request):
         return _job_fragment(
             request, job, view=request.POST.get("view", "panel"), cancel_error=error

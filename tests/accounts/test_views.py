@@ -3,14 +3,15 @@
 import re
 
 import pytest
+from django.contrib.staticfiles import finders
 from django.core import mail
 from django.template.loader import get_template
-from django.test import Client
+from django.test import Client, override_settings
 from django.urls import reverse
 
 from accounts.middleware import SESSION_KEY
 from accounts.models import AuditEvent, Membership, Organization, Role, Subscription, User
-from tests.factories import UserFactory, add_member, make_org
+from tests.factories import UserFactory, add_member, make_ai_model, make_org
 
 pytestmark = pytest.mark.django_db
 
@@ -317,6 +318,68 @@ def test_dashboard_shows_org_plan_period_role_and_credits_card(client):
         assert f'href="{reverse(name)}"' in body
 
 
+def _jobs(org, n, *, settings):
+    """n jobs of org's, the first n-1 run to success (charged), the last left queued."""
+    from generations import services as generation_services
+
+    settings.GENERATIONS_SIMULATED_SPEEDUP = 0
+    make_ai_model("sdxl", credits="5", name="Stable Diffusion XL")
+    jobs = []
+    for i in range(n):
+        job = generation_services.generation_submit(
+            organization=org, model_slug="sdxl", params={"prompt": f"cat {i}"}
+        )[0]
+        if i < n - 1:
+            generation_services.generation_run(job_id=job.pk)
+        jobs.append(job)
+    return jobs
+
+
+def test_dashboard_has_generate_button_recent_jobs_and_period_usage_chart(client, settings):
+    org = make_org(name="Acme Labs", plan="creator")
+    jobs = _jobs(org, 6, settings=settings)
+    client.force_login(org.memberships.get().user)
+
+    body = client.get(reverse("dashboard")).content.decode()
+
+    assert re.search(r'<a href="/generate/" role="button"[^>]*>Generate</a>', body)
+    recent = body.split('data-testid="dashboard-jobs"')[1].split("</section>")[0]
+    # The five newest, newest first, each linking to its page with its status.
+    shown = re.findall(r'href="/generate/jobs/([0-9a-f-]{36})/"', recent)
+    assert shown == [str(j.pk) for j in reversed(jobs)][:5]
+    assert "Stable Diffusion XL" in recent
+    assert "Queued" in recent and "Succeeded" in recent
+    assert 'href="/generate/jobs/"' in recent
+    usage = body.split('data-testid="dashboard-usage"')[1].split("</section>")[0]
+    assert 'data-testid="usage-chart"' in usage
+    assert "25 credits spent over 5 generations" in usage
+
+
+def test_dashboard_without_jobs_invites_a_first_generation(client):
+    org = make_org(plan="free")
+    client.force_login(org.memberships.get().user)
+    body = client.get(reverse("dashboard")).content.decode()
+    assert "No jobs yet." in body and "Run your first generation" in body
+    assert "No usage in these" in body
+
+
+@pytest.mark.parametrize(
+    ("plan", "upgrade"),
+    [("free", "Starter"), ("starter", "Creator"), ("creator", "Studio"), ("studio", None)],
+)
+def test_dashboard_shows_the_upgrade_path_to_the_next_plan(client, plan, upgrade):
+    org = make_org(plan=plan)
+    client.force_login(org.memberships.get().user)
+    body = client.get(reverse("dashboard")).content.decode()
+    if upgrade is None:
+        assert 'data-testid="dashboard-upgrade"' not in body
+    else:
+        link = body.split('data-testid="dashboard-upgrade"')[1].split("</p>")[0]
+        slug = upgrade.lower()
+        assert f'href="{reverse("credits:billing")}#plan-{slug}"' in link
+        assert f"Upgrade to {upgrade}" in link
+
+
 def test_nav_shows_admin_link_only_to_staff(client):
     org = make_org()
     user = org.memberships.get().user
@@ -443,3 +506,32 @@ def test_unknown_page_uses_the_404_template(client):
 def test_500_template_renders_without_a_request_context():
     html = get_template("500.html").render({})
     assert "Something went wrong" in html
+
+
+@override_settings(DEBUG=False, ROOT_URLCONF="tests.accounts.error_urls")
+def test_a_failing_page_answers_the_custom_500_page_outside_debug(db):
+    client = Client(raise_request_exception=False)
+    response = client.get("/boom/")
+    assert response.status_code == 500
+    body = response.content.decode()
+    assert "Something went wrong" in body
+    assert "favicon.svg" in body
+    assert "Traceback" not in body and "an unexpected failure" not in body
+
+
+@override_settings(DEBUG=False)
+def test_the_custom_404_page_outside_debug(client):
+    response = client.get("/no-such-page/")
+    assert response.status_code == 404
+    body = response.content.decode()
+    assert "Page not found" in body and "Go to the dashboard" in body
+    assert "Using the URLconf" not in body  # not Django's technical 404
+
+
+def test_every_page_links_the_favicon_and_favicon_ico_redirects_to_it(client):
+    body = client.get(reverse("login")).content.decode()
+    assert re.search(r'<link rel="icon" href="[^"]*favicon\.svg"', body)
+    response = client.get("/favicon.ico")
+    assert response.status_code == 302
+    assert response["Location"].endswith("favicon.svg")
+    assert finders.find("favicon.svg") is not None

@@ -158,6 +158,25 @@ def test_revoke_over_htmx_returns_the_refreshed_table(client, org, owner):
     assert "<html" not in body
 
 
+def test_revoking_the_key_just_created_clears_its_copy_it_now_box(client, org, owner):
+    """The create answer shows the secret; revoking that key over htmx replaces the box
+    (out of band) with a note, so the revoked secret does not stay on the page."""
+    _login(client, owner)
+    created = client.post(reverse("api_keys"), {"name": "ci"}).content.decode()
+    raw_key = KEY_RE.search(created).group(0)
+    key = APIKey.objects.get(organization=org, name="ci")
+    assert f'id="new-key-{key.pk}"' in created
+
+    response = client.post(reverse("api_key_revoke", args=[key.pk]), HTTP_HX_REQUEST="true")
+
+    body = response.content.decode()
+    box = re.search(rf'<article[^>]*id="new-key-{key.pk}"[^>]*>.*?</article>', body, re.S)
+    assert box is not None
+    assert 'hx-swap-oob="outerHTML"' in box.group(0)
+    assert "was revoked" in box.group(0)
+    assert raw_key not in body
+
+
 def test_revoke_needs_post(client, org, owner):
     key, _ = api_key_create(organization=org, name="prod", actor=owner.user)
     _login(client, owner)

@@ -558,6 +558,42 @@ def test_without_stripe_the_page_renders_with_a_notice_and_disabled_buttons(
     assert not fake_gateway.calls
 
 
+def test_without_stripe_the_notice_says_what_cannot_be_done_and_how_to_turn_it_on(
+    client, acme, owner, settings
+):
+    settings.STRIPE_SECRET_KEY = ""
+    _login(client, owner)
+
+    text = _text(client.get(BILLING))
+
+    assert "You can't upgrade, buy credits or manage a card here yet" in text
+    # What the operator does: the two secrets and stripe_sync; the admin meanwhile.
+    assert "STRIPE_SECRET_KEY" in text and "STRIPE_WEBHOOK_SECRET" in text
+    assert "manage.py stripe_sync" in text
+    assert "staff can change an organization's plan" in text.replace("&#x27;", "'")
+    assert 'data-testid="billing-admin-links"' not in _body(client.get(BILLING))  # not staff
+
+
+def test_without_stripe_staff_get_links_to_change_the_plan_and_grant_credits(
+    client, acme, owner, settings
+):
+    settings.STRIPE_SECRET_KEY = ""
+    owner.is_staff = True
+    owner.save(update_fields=["is_staff"])
+    _login(client, owner)
+
+    body = _body(client.get(BILLING))
+
+    subscription = acme.subscription
+    assert reverse("admin:accounts_subscription_change", args=[subscription.pk]) in body
+    assert reverse("admin:credits_creditaccount_changelist") + "?q=acme" in body
+
+
+def test_with_stripe_there_is_no_not_configured_notice(client, acme, owner, fake_gateway):
+    _login(client, owner)
+    assert "billing-not-configured" not in _body(client.get(BILLING))
+
+
 @pytest.mark.parametrize(("name", "data"), POSTS[:6])
 def test_without_stripe_posts_say_so_and_write_nothing(client, acme, owner, settings, name, data):
     settings.STRIPE_SECRET_KEY = ""  # the real gateway: it would raise BillingNotConfigured

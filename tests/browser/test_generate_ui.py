@@ -117,7 +117,7 @@ def test_generate_watch_the_job_complete_and_see_the_charge(live_server, browser
     panel.get_by_role("link", name="Status log and ledger").click()
     page.wait_for_url(f"{base}/generate/jobs/{job.pk}/")
     expect(page.locator("#events-table tbody tr")).to_have_count(3)
-    expect(page.locator("#job-ledger-table tbody tr.entry-capture")).to_contain_text("−5.000")
+    expect(page.locator("#job-ledger-table tbody tr.entry-capture")).to_contain_text("−5")
     page.screenshot(path=f"{SCREENSHOT_DIR}/ui-generate-job-desktop.png", full_page=True)
     page.set_viewport_size(PHONE)
     page.screenshot(path=f"{SCREENSHOT_DIR}/ui-generate-job-phone.png", full_page=True)
@@ -136,7 +136,7 @@ def test_generate_watch_the_job_complete_and_see_the_charge(live_server, browser
     page.goto(f"{base}/credits/ledger/")
     capture = page.locator("#ledger-table tbody tr.entry-capture")
     expect(capture).to_have_count(1)
-    expect(capture).to_contain_text("−5.000")
+    expect(capture).to_contain_text("−5")
     expect(capture).to_contain_text(f"job:{job.pk}")
 
 

@@ -200,10 +200,9 @@ def test_overview_usage_chart_counts_captured_credits_and_generations(client, or
     assert "17.75 credits spent over 3 generations" in svg
     numbers = body[body.index('class="chart-data"') :]
     assert (
-        f'{yesterday:%a} {yesterday.day} {yesterday:%b}</time></th><td class="num">14.750'
-        in numbers
+        f'{yesterday:%a} {yesterday.day} {yesterday:%b}</time></th><td class="num">14.75' in numbers
     )
-    assert '<td class="num">17.750</td><td class="num">3</td>' in numbers  # total row
+    assert '<td class="num">17.75</td><td class="num">3</td>' in numbers  # total row
     text = _text(response)
     assert "17.75 credits spent" in text
 
@@ -296,16 +295,17 @@ def test_ledger_shows_entries_newest_first_with_signed_amounts(client, org, acco
             r"\s+", " ", re.sub(r"<[^>]+>", " ", body[start : body.index("</tr>", start)])
         )
 
-    assert "−12.500 (held)" in row_text(LedgerEntry.objects.get(idempotency_key="hold:job-cap"))
+    # Amounts read as on every page (config.web.formats): trailing zeros trimmed.
+    assert "−12.5 (held)" in row_text(LedgerEntry.objects.get(idempotency_key="hold:job-cap"))
     capture = row_text(rows["capture"])
-    assert "−12.500" in capture and "(held)" not in capture
+    assert "−12.5 " in capture and "(held)" not in capture
     assert "Hold job-cap" in capture and "sdxl 1024" in capture
     release = row_text(rows["release"])
     assert "+4.125 (released)" in release
     grant = row_text(rows["grant"])
-    assert "+500.000" in grant and "Grant Plan" in grant and "Starter plan credits" in grant
+    assert "+500 " in grant and "Grant Plan" in grant and "Starter plan credits" in grant
     # balance/held after: the capture leaves 487.5 and nothing held.
-    assert "487.500" in capture and "0.000" in capture
+    assert " 487.5 0 " in capture
 
 
 def test_ledger_filters_by_kind_and_dates(client, org, account):
@@ -627,3 +627,50 @@ def test_query_counts_do_not_grow_with_the_data(
         assert client.get(reverse("credits:overview")).status_code == 200
     with django_assert_max_num_queries(12):
         _body(client.get(reverse("credits:ledger_csv")))
+
+
+# --- References link to their jobs (issue 10 §4) -------------------------------------------------
+
+
+def test_ledger_hold_references_link_to_the_organizations_own_jobs(
+    client, org, account, settings, django_assert_max_num_queries
+):
+    from generations import services as generation_services
+    from tests.factories import make_ai_model
+
+    settings.GENERATIONS_SIMULATED_SPEEDUP = 0
+    make_ai_model("sdxl", credits="5")
+    mine, _ = generation_services.generation_submit(
+        organization=org, model_slug="sdxl", params={"prompt": "a cat"}
+    )
+    generation_services.generation_run(job_id=mine.pk)
+    other_org = make_org(slug="globex", plan="starter")
+    foreign, _ = generation_services.generation_submit(
+        organization=other_org, model_slug="sdxl", params={"prompt": "a dog"}
+    )
+    # A hold of this organization whose key names another tenant's job (no job of ours).
+    _spend(account, f"job:{foreign.pk}", D(1), capture=False)
+    _spend(account, "manual-hold", D(1), capture=False)
+    client = _login(Client(), org)
+
+    with django_assert_max_num_queries(20):  # the jobs come with the entries, not one by one
+        response = client.get(reverse("credits:ledger"))
+    body = _body(response)
+    links = re.findall(r'<a href="([^"]+)" data-testid="entry-job-link"[^>]*>([^<]+)</a>', body)
+    job_url = reverse("generations:job", args=[mine.pk])
+    assert links == [(job_url, f"job:{mine.pk}")] * 2  # its hold and its capture
+    assert f"job:{foreign.pk}" in body  # shown, but not linked
+    assert reverse("generations:job", args=[foreign.pk]) not in body
+    assert client.get(job_url).status_code == 200
+
+
+def test_ledger_dates_and_amounts_use_the_shared_formats(client, org, account):
+    from config.web.formats import format_credits, format_datetime
+
+    at = datetime(2026, 3, 4, 5, 6, 7, tzinfo=UTC)
+    _spend(account, "job-x", D("12.5"), now=at)
+    response = _login(Client(), org).get(reverse("credits:ledger"))
+    text = _text(response)
+    assert format_datetime(at) == "4 Mar 2026, 05:06:07" and "4 Mar 2026, 05:06:07" in text
+    assert format_credits(D("-12.500")) == "−12.5" and "−12.5 (held)" in text
+    assert "12.500" not in text

@@ -225,6 +225,61 @@ def test_credit_rates_are_never_edited_or_deleted(staff_client, sdxl):
     )
 
 
+@pytest.mark.parametrize("new_price", ["50.001", "0.49"])
+def test_a_price_change_of_more_than_ten_times_asks_to_confirm(staff_client, sdxl, new_price):
+    sdxl.name = "Stable Diffusion XL"
+    sdxl.save(update_fields=["name"])
+    form = model_form(sdxl, new_price=new_price, price_reason="typo?")
+
+    refused = staff_client.post(url(AIModel, "change", sdxl.pk), form)
+
+    assert refused.status_code == 200
+    errors = refused.context["adminform"].form.errors
+    assert "confirm_large_change" in errors
+    assert "Stable Diffusion XL" in errors["confirm_large_change"][0]
+    assert "current 5" in errors["confirm_large_change"][0]
+    assert sdxl.rates.count() == 1
+    assert not AuditEvent.objects.filter(action="credit_rate.set").exists()
+
+    confirmed = staff_client.post(
+        url(AIModel, "change", sdxl.pk), {**form, "confirm_large_change": "on"}, follow=True
+    )
+
+    assert confirmed.status_code == 200
+    assert selectors.rate_current(model=sdxl).credits == D(new_price)
+    # The message names the model by its name, not its slug.
+    notes = [str(m) for m in confirmed.context["messages"]]
+    assert any(n.startswith("Stable Diffusion XL now costs") for n in notes), notes
+
+
+def test_a_price_change_within_ten_times_needs_no_confirmation(staff_client, sdxl):
+    response = staff_client.post(
+        url(AIModel, "change", sdxl.pk), model_form(sdxl, new_price="50", price_reason="10x")
+    )
+    assert response.status_code == 302
+    assert selectors.rate_current(model=sdxl).credits == D(50)
+
+
+def test_adding_a_rate_of_more_than_ten_times_asks_to_confirm(staff_client, sdxl):
+    data = {"model": sdxl.pk, "credits": "500", "reason": "oops"}
+    refused = staff_client.post(url(CreditRate, "add"), data)
+    assert refused.status_code == 200
+    assert "confirm_large_change" in refused.context["adminform"].form.errors
+    assert sdxl.rates.count() == 1
+    confirmed = staff_client.post(url(CreditRate, "add"), {**data, "confirm_large_change": "on"})
+    assert confirmed.status_code == 302
+    assert selectors.rate_current(model=sdxl).credits == D(500)
+
+
+def test_price_versions_read_by_the_models_name(staff_client, sdxl):
+    sdxl.name = "Stable Diffusion XL"
+    sdxl.save(update_fields=["name"])
+    rate = sdxl.rates.get()
+    assert str(rate).startswith("Stable Diffusion XL: ")
+    page = staff_client.get(url(CreditRate, "change", rate.pk)).content.decode()
+    assert "Stable Diffusion XL" in page
+
+
 def test_adding_a_credit_rate_goes_through_the_service(staff_client, superuser, sdxl):
     response = staff_client.post(
         url(CreditRate, "add"), {"model": sdxl.pk, "credits": "4.5", "reason": "promo"}

@@ -203,11 +203,11 @@ def test_an_idempotency_key_that_is_too_long_or_not_printable_is_a_400_naming_it
         ({"model": "sdxl", "params": ["a cat"]}, {"params"}),
         ({"model": "sdxl", "params": "a cat"}, {"params"}),
         ({"model": "nope", "params": {"prompt": "a cat"}}, {"model"}),
-        ({"model": "sdxl", "params": {}}, {"params"}),
+        ({"model": "sdxl", "params": {}}, {"params.prompt"}),
         ({"model": "sdxl", "params": {"prompt": ""}}, {"params.prompt"}),
         ({"model": "sdxl", "params": {"prompt": "a cat", "seed": "x"}}, {"params.seed"}),
         ({"model": "sdxl", "params": {"prompt": "a cat", "seed": -1}}, {"params.seed"}),
-        ({"model": "sdxl", "params": {"prompt": "a cat", "steps": 30}}, {"params"}),
+        ({"model": "sdxl", "params": {"prompt": "a cat", "steps": 30}}, {"params.steps"}),
         (["sdxl"], {"non_field_errors"}),
     ],
 )
@@ -667,3 +667,126 @@ def test_free_plan_members_see_the_models_in_the_browser(client, sdxl):
     response = session(client, org).get(MODELS)
     assert response.status_code == 200
     assert response.json()[0]["slug"] == "sdxl"
+
+
+# --- Seeds and readable errors (issue 10 §4) ----------------------------------------------------
+
+
+def test_a_submission_without_seed_gets_a_random_one_recorded_in_its_params(client, acme_key, sdxl):
+    body = {"model": "sdxl", "params": {"prompt": "a cat"}}
+    jobs = [submit(client, acme_key, body).json() for _ in range(3)]
+    seeds = [job["params"]["seed"] for job in jobs]
+    assert all(isinstance(s, int) and 0 <= s <= 2**32 - 1 for s in seeds)
+    assert len(set(seeds)) == 3  # drawn (secrets), not a constant
+    assert all(job["params"]["prompt"] == "a cat" for job in jobs)
+    services.generation_run(job_id=jobs[0]["id"])
+    assert (
+        client.get(detail(jobs[0]["id"]), **bearer(acme_key)).json()["result"]["seed"] == (seeds[0])
+    )
+    # A seed that is given is kept as it is.
+    given = submit(client, acme_key, {"model": "sdxl", "params": {"prompt": "a", "seed": 0}})
+    assert given.json()["params"] == {"prompt": "a", "seed": 0}
+
+
+def test_a_seed_is_drawn_within_the_models_own_bounds(client, acme_key):
+    make_ai_model(
+        "tiny-seed",
+        params_schema={
+            "type": "object",
+            "properties": {"seed": {"type": "integer", "minimum": 5, "maximum": 6}},
+        },
+    )
+    for _ in range(5):
+        job = submit(client, acme_key, {"model": "tiny-seed", "params": {"prompt": "a"}}).json()
+        assert job["params"]["seed"] in (5, 6)
+
+
+def test_replaying_a_seedless_request_returns_the_same_job_not_a_409(client, acme, acme_key, sdxl):
+    body = {"model": "sdxl", "params": {"prompt": "a cat"}}
+    first = submit(client, acme_key, body, idempotency_key="seedless")
+    assert first.status_code == 202
+    before = writes()
+    again = submit(client, acme_key, body, idempotency_key="seedless")
+    assert again.status_code == 202 and again["Idempotent-Replayed"] == "true"
+    assert again.json()["id"] == first.json()["id"]
+    assert again.json()["params"]["seed"] == first.json()["params"]["seed"]
+    assert writes() == before
+    # The drawn seed is not part of what was sent: sending it explicitly is another body.
+    seeded = {
+        "model": "sdxl",
+        "params": {"prompt": "a cat", "seed": first.json()["params"]["seed"]},
+    }
+    conflict = submit(client, acme_key, seeded, idempotency_key="seedless")
+    assert_problem(conflict, status=409, code="idempotency_conflict")
+    assert account_of(acme).held == D(5)
+
+
+def test_the_result_cache_never_serves_a_seedless_request(client, acme_key, sdxl, settings):
+    settings.GENERATIONS_RESULT_CACHE_TTL_S = 3600
+    body = {"model": "sdxl", "params": {"prompt": "a cat"}}
+    first = submit(client, acme_key, body).json()
+    services.generation_run(job_id=first["id"])
+    second = submit(client, acme_key, body).json()
+    assert second["cached"] is False  # a new random draw, run again
+    # Asking for the first job's seed explicitly is an identical request: cached.
+    seed = first["params"]["seed"]
+    third = submit(client, acme_key, {"model": "sdxl", "params": {"prompt": "a cat", "seed": seed}})
+    assert third.json()["cached"] is True
+
+
+@pytest.mark.parametrize(
+    ("params", "field", "message"),
+    [
+        (
+            {"prompt": "x" * 20_000},
+            "params.prompt",
+            "Prompt is too long (at most 4,000 characters).",
+        ),
+        ({"prompt": "a cat", "seed": -5}, "params.seed", "Seed must be 0 or more."),
+        ({"prompt": "a cat", "seed": 2**40}, "params.seed", "Seed must be 4,294,967,295 or less."),
+        ({"prompt": "a cat", "seed": "x" * 5000}, "params.seed", "Seed must be a whole number."),
+        ({"prompt": ""}, "params.prompt", "Prompt must not be empty."),
+        ({"seed": 1}, "params.prompt", "Prompt is required."),
+        ({"prompt": 5}, "params.prompt", "Prompt must be text."),
+    ],
+)
+def test_validation_errors_are_sentences_that_never_echo_the_value(
+    client, acme_key, params, field, message
+):
+    make_ai_model("sdxl", credits="5")
+    response = submit(client, acme_key, {"model": "sdxl", "params": params})
+    problem = assert_problem(response, status=400, code="validation_error")
+    assert problem["detail"] == message
+    assert problem["errors"] == {field: [message]}
+    assert "xxxxxxxxxx" not in response.content.decode()
+    assert len(response.content) < 1000
+
+
+def test_an_unknown_params_key_is_named_truncated(client, acme_key, sdxl):
+    name = "k" * 10_000
+    response = submit(client, acme_key, {"model": "sdxl", "params": {"prompt": "a", name: 1}})
+    problem = assert_problem(response, status=400, code="validation_error")
+    assert problem["detail"].startswith("Unknown parameter “kkkk") and "…" in problem["detail"]
+    assert len(response.content) < 1000
+
+
+def test_several_problems_are_counted_in_the_detail(client, acme_key, sdxl):
+    response = submit(client, acme_key, {"model": "sdxl", "params": {"prompt": "", "seed": -1}})
+    problem = assert_problem(response, status=400, code="validation_error")
+    assert problem["detail"] == "Prompt must not be empty. (and 1 more problem)"
+    assert problem["errors"] == {
+        "params.prompt": ["Prompt must not be empty."],
+        "params.seed": ["Seed must be 0 or more."],
+    }
+
+
+def test_serializer_errors_never_echo_a_huge_name_or_value(client, acme_key, sdxl):
+    name = "z" * 10_000
+    response = submit(client, acme_key, {"model": "sdxl", "params": {"prompt": "a"}, name: 1})
+    problem = assert_problem(response, status=400, code="validation_error")
+    (field,) = problem["errors"]
+    assert field.startswith("zzzz") and field.endswith("…") and len(field) <= 60
+    assert len(response.content) < 1000
+    response = client.get(f"{GENERATIONS}?status={'q' * 10_000}", **bearer(acme_key))
+    assert_problem(response, status=400, code="validation_error")
+    assert len(response.content) < 1000

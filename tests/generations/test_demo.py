@@ -38,3 +38,39 @@ def test_history_runs_sit_inside_uptime_and_the_gpus_are_about_half_idle():
         ).exists(), run
     assert GpuRun.objects.filter(status="failed").exists()
     assert GpuRun.objects.filter(finished_at__lt=F("started_at") + timedelta(0)).count() == 0
+
+
+def test_the_demo_organization_gets_a_job_history_with_real_ledger_movements():
+    """seed_demo_jobs: past jobs of the demo organization, each with its hold placed and
+    captured (or released) through credits.services at the job's time; idempotent."""
+    from credits.models import CreditHold, LedgerEntry
+    from credits.selectors import ledger_drift, usage_daily
+    from generations.demo import DEMO_JOB_DAYS, seed_demo_jobs
+    from generations.models import Job
+    from tests.factories import make_org
+
+    seed_world(days=30, seed=5)
+    org = make_org(slug="demo", plan="creator")
+    user = org.memberships.get().user
+
+    created = seed_demo_jobs(organization=org, user=user, seed=5)
+
+    jobs = Job.objects.filter(organization=org)
+    assert created == jobs.count() >= DEMO_JOB_DAYS
+    assert {j.status for j in jobs} <= {"succeeded", "failed"}
+    for job in jobs:
+        hold = CreditHold.objects.get(key=f"job:{job.pk}")
+        assert job.hold_id == hold.pk and hold.created_at == job.created_at
+        expected = "captured" if job.status == "succeeded" else "released"
+        assert hold.status == expected
+        assert job.credits_charged == (hold.amount if expected == "captured" else 0)
+        if job.status == "succeeded":
+            assert f"/{job.pk}/output/{job.pk}." in job.result["url"]
+    assert ledger_drift() == []
+    assert LedgerEntry.objects.filter(account__organization=org).exists()
+    # The usage chart has history over more than one day.
+    days_with_use = [r for r in usage_daily(organization=org, days=DEMO_JOB_DAYS) if r.generations]
+    assert len(days_with_use) > 3
+    # Again: nothing new.
+    assert seed_demo_jobs(organization=org, user=user, seed=5) == 0
+    assert Job.objects.filter(organization=org).count() == created

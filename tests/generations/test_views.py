@@ -185,6 +185,8 @@ def test_params_form_is_built_from_the_json_schema(client):
     )
     assert response.status_code == 302
     job = Job.objects.get()
+    seed = job.params.pop("seed")  # left empty: drawn at random (see test_seed_* below)
+    assert isinstance(seed, int) and 0 <= seed <= 2**32 - 1
     assert job.params == {
         "prompt": "a lighthouse",
         "steps": 30,
@@ -334,8 +336,8 @@ def test_server_busy_says_when_to_retry(settings, sdxl):
 @pytest.mark.parametrize(
     ("params", "field", "message"),
     [
-        ({"prompt": "a cat", "seed": "-1"}, "seed", "less than the minimum of 0"),
-        ({"prompt": "x" * 4001}, "prompt", "is too long"),
+        ({"prompt": "a cat", "seed": "-1"}, "seed", "Seed must be 0 or more."),
+        ({"prompt": "x" * 4001}, "prompt", "Prompt is too long (at most 4,000 characters)."),
         ({"prompt": ""}, "prompt", "This field is required."),
         ({"prompt": "a cat", "seed": "1.5"}, "seed", "Enter a whole number."),
     ],
@@ -375,7 +377,9 @@ def test_invalid_json_param_and_unknown_model_are_refused(client, org):
         assert reason in _text(response)
     response = _post(client, prompt="a cat", extra="[1, 2]")  # JSON, but not an object
     assert response.status_code == 400
-    assert re.search(r'id="id_params-extra_error">[^<]*is not of type', response.content.decode())
+    assert re.search(
+        r'id="id_params-extra_error">Extra must be a JSON object.<', response.content.decode()
+    )
     response = _post(client, model="nope", prompt="a cat")
     assert response.status_code == 400
     assert "This model can't run right now" in _text(response)
@@ -515,12 +519,12 @@ def test_job_page_shows_the_status_log_and_the_ledger_entries_of_its_hold(client
     text = _text(response)
     events = re.findall(r'<tr class="event event-(\w+)">', body)
     assert events == ["queued", "running", "succeeded"]
-    assert "accepted at 5.000 credits" in text
+    assert "accepted at 5 credits" in text
     assert f"started on {job.node}" in text
-    assert "charged 5.000 credits" in text
+    assert "charged 5 credits" in text
     kinds = re.findall(r'<tr class="entry entry-(\w+)">', body)
     assert kinds == ["hold", "capture"]
-    assert "−5.000" in text and "(held)" in text
+    assert "−5 (held)" in text
     assert job.hold.key in text and other.hold.key not in text
     assert "hx-trigger" not in body  # finished: no polling
     assert "Generate again with these settings" in text
@@ -672,3 +676,188 @@ def test_history_rows_show_credits_and_link_to_the_job(client, org, sdxl):
 
 def test_history_empty_state(client):
     assert "No generations yet" in _text(client.get(JOBS))
+
+
+# --- The first hour (issue 10 §4): seeds, readable errors, refusals, cancelled jobs ------------
+
+
+def test_an_empty_seed_draws_a_random_one_shown_on_the_job_and_reusable(client, org, sdxl):
+    seeds = set()
+    for _ in range(2):
+        response = _post(client, prompt="a cat", seed="")
+        assert response.status_code == 302
+    for job in Job.objects.filter(organization=org):
+        seed = job.params["seed"]
+        assert isinstance(seed, int) and 0 <= seed <= 2**32 - 1
+        seeds.add(seed)
+    assert len(seeds) == 2  # really drawn, not a constant 0
+    job = Job.objects.filter(organization=org).latest("created_at")
+    services.generation_run(job_id=job.pk)
+    job.refresh_from_db()
+    assert job.result["seed"] == job.params["seed"]  # it ran with the recorded seed
+
+    # The panel shows the seed (marked random) with a link that fills it in.
+    page = client.get(GENERATE, {"model": "sdxl", "job": str(job.pk)})
+    body = page.content.decode()
+    seed_fact = re.search(r'data-testid="job-seed">(.*?)</dd>', body, re.S).group(1)
+    assert str(job.params["seed"]) in seed_fact and "random" in seed_fact
+    reuse = f"{GENERATE}?model=sdxl&amp;job={job.pk}&amp;params-seed={job.params['seed']}"
+    assert reuse in seed_fact
+    # The form after the submission keeps the prompt but leaves a random seed empty, so the
+    # next press draws a new one…
+    assert "\na cat</textarea>" in body
+    assert not re.search(r'name="params-seed" value=', body)
+    # …and the reuse link fills it in.
+    page = client.get(html_lib.unescape(reuse))
+    assert re.search(rf'name="params-seed" value="{job.params["seed"]}"', page.content.decode())
+    # The job's page lists it with its params and links to run it again with it.
+    detail = client.get(f"{JOBS}{job.pk}/").content.decode()
+    assert f"params-seed={job.params['seed']}" in detail
+
+
+def test_a_seed_typed_by_the_customer_is_kept_and_not_called_random(client, org, sdxl):
+    assert _post(client, prompt="a cat", seed="42").status_code == 302
+    job = Job.objects.get(organization=org)
+    assert job.params == {"prompt": "a cat", "seed": 42}
+    body = client.get(GENERATE, {"model": "sdxl", "job": str(job.pk)}).content.decode()
+    seed_fact = re.search(r'data-testid="job-seed">(.*?)</dd>', body, re.S).group(1)
+    assert "42" in seed_fact and "random" not in seed_fact
+    assert re.search(r'name="params-seed" value="42"', body)  # kept for the next press
+
+
+def test_errors_never_echo_a_huge_prompt_and_read_like_sentences(client, org, sdxl):
+    prompt = "lighthouse " * 2000  # 22,000 characters
+    response = _post(client, prompt=prompt, seed="-5")
+    assert response.status_code == 400
+    body = response.content.decode()
+    errors = dict(re.findall(r'id="id_params-(\w+)_error">([^<]*)</small>', body))
+    assert errors == {
+        "prompt": "Prompt is too long (at most 4,000 characters).",
+        "seed": "Seed must be 0 or more.",
+    }
+    # The prompt appears once: in its textarea (kept so it can be shortened), nowhere else.
+    assert body.count("lighthouse") == 2000
+    assert "less than the minimum" not in body and "is too long" not in body.replace(
+        "Prompt is too long", ""
+    )
+    refusal = re.search(r'id="refusal".*?</div>', body, re.S).group(0)
+    assert len(_text_of(refusal)) < 200
+    _nothing_written(org)
+
+
+def test_an_invalid_choice_is_refused_without_echoing_it(client):
+    make_ai_model(
+        "sdxl",
+        params_schema={
+            "type": "object",
+            "properties": {"style": {"enum": ["anime", "photo"]}},
+        },
+    )
+    response = _post(client, prompt="a cat", style="x" * 5000)
+    assert response.status_code == 400
+    body = response.content.decode()
+    assert "xxxxxxxxxx" not in body
+    assert re.search(r'id="id_params-style_error">Pick one of the choices.<', body)
+
+
+def _text_of(fragment: str) -> str:
+    return html_lib.unescape(re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", fragment))).strip()
+
+
+@pytest.mark.parametrize("htmx", [False, True])
+def test_a_refused_second_submission_keeps_the_running_jobs_panel(sdxl, htmx):
+    org = make_org(slug=f"one-at-a-time-{int(htmx)}", plan="free")  # one job at a time
+    client = _login(Client(), org)
+    assert _post(client, prompt="first").status_code == 302
+    running = Job.objects.get(organization=org)
+    Job.objects.filter(pk=running.pk).update(
+        status=JobStatus.RUNNING, node="a100-sim-1", started_at=timezone.now()
+    )
+    page = client.get(GENERATE, {"model": "sdxl", "job": str(running.pk)})
+    assert re.search(rf'name="job" value="{running.pk}"', page.content.decode())
+
+    data = {
+        "model": "sdxl",
+        "form_token": str(uuid.uuid4()),
+        "job": str(running.pk),
+        "params-prompt": "second",
+    }
+    response = client.post(GENERATE, data, **(HX if htmx else {}))
+    assert response.status_code == (200 if htmx else 429)
+    body = response.content.decode()
+    assert 'data-code="quota_exceeded"' in body and "Too many jobs at once" in body
+    # The running job's panel is still there, still polling.
+    panel = re.search(r'<section id="job-panel"[^>]*>', body).group(0)
+    assert f'aria-label="Job {running.pk}"' in panel and 'data-status="running"' in panel
+    assert "hx-trigger" in panel
+    assert "Generating on a100-sim-1" in _text(response)
+    assert Job.objects.filter(organization=org).count() == 1
+
+
+def test_a_refusal_shows_no_panel_of_another_tenants_job(client, org, sdxl):
+    foreign = _submit(make_org(slug="globex", plan="starter"))
+    data = {
+        "model": "sdxl",
+        "form_token": str(uuid.uuid4()),
+        "job": str(foreign.pk),
+        "params-prompt": "",
+    }
+    response = client.post(GENERATE, data)
+    assert response.status_code == 400
+    assert str(foreign.pk) not in response.content.decode()
+
+
+def _steps(body: str) -> list[tuple[str, str]]:
+    steps = re.search(r'<ol class="job-steps".*?</ol>', body, re.S).group(0)
+    return [
+        (cls, _text_of(label))
+        for cls, label in re.findall(r'<li class="([^"]*)"[^>]*>(.*?)</li>', steps, re.S)
+    ]
+
+
+def test_a_cancelled_job_never_ran_and_its_hold_reads_released_at_once(client, org, sdxl):
+    job = _submit(org)
+    # The job page's body, swapped in by htmx after the cancel: no reload.
+    response = client.post(f"{JOBS}{job.pk}/cancel/", {"view": "detail"}, **HX)
+    body = response.content.decode()
+    assert _steps(body) == [
+        ("done", "Queued"),
+        ("skipped", "Running"),
+        ("done final-cancelled", "Cancelled"),
+    ]
+    node = re.search(r'data-testid="job-node">(.*?)</dd>', body, re.S).group(1)
+    assert _text_of(node) == "never ran"
+    text = _text(response)
+    assert f"one hold, {job.hold.key} (released)" in text and "(held)." not in text
+    assert "5 held credits were released" in text
+    # The panel of the generate page says the same.
+    panel = client.get(f"{JOBS}{job.pk}/status/", **HX).content.decode()
+    assert ("skipped", "Running") in _steps(panel) and "not yet" not in panel
+
+
+def test_a_job_failed_in_the_queue_never_ran_but_one_failed_on_a_node_did(client, org, sdxl):
+    from generations.services.execution import job_fail
+
+    queued = _submit(org)
+    job_fail(queued, code="no_node", message="No node.", customer_fault=False, now=timezone.now())
+    body = client.get(f"{JOBS}{queued.pk}/status/", **HX).content.decode()
+    assert _steps(body)[1] == ("skipped", "Running")
+    ran = _submit(org, prompt="please [fail]")
+    services.generation_run(job_id=ran.pk)
+    body = client.get(f"{JOBS}{ran.pk}/status/", **HX).content.decode()
+    assert _steps(body)[1] == ("done", "Running")
+
+
+def test_dates_and_amounts_read_the_same_on_the_job_pages(client, org, sdxl):
+    job = _submit(org)
+    services.generation_run(job_id=job.pk)
+    job.refresh_from_db()
+    from config.web.formats import format_datetime
+
+    created = format_datetime(job.created_at)  # "2 Dec 2026, 09:53:33"
+    assert re.fullmatch(r"\d{1,2} \w{3} \d{4}, \d\d:\d\d:\d\d", created)
+    for url in (f"{GENERATE}?model=sdxl&job={job.pk}", f"{JOBS}{job.pk}/", JOBS):
+        text = _text(client.get(url))
+        assert created in text, url
+    detail = _text(client.get(f"{JOBS}{job.pk}/"))
+    assert "−5 (held)" in detail and "5.000" not in detail

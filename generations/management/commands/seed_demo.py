@@ -2,7 +2,9 @@
 
 Accounts (plans, the `demo` organization, its owner, a staff superuser, a fresh API key), the
 GPU pools `a100` and `l4` with rates and schedules, AI models with prices, and `--days` of
-uptime and job history with a realistic (~50%) idle share. Re-running duplicates nothing.
+uptime and job history with a realistic (~50%) idle share, and two weeks of the demo
+organization's own jobs (holds captured or released through credits.services, so its dashboard
+and usage chart have history). Re-running duplicates nothing.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from accounts.demo import (
     seed_accounts,
 )
 from config.errors import ServiceError
-from generations.demo import DemoWorld, seed_world
+from generations.demo import DemoWorld, seed_demo_jobs, seed_world
 
 
 class Command(BaseCommand):
@@ -34,7 +36,8 @@ class Command(BaseCommand):
         f"plan {DEMO_PLAN!r} owned by {DEMO_USER_EMAIL}, a superuser {ADMIN_EMAIL} and a "
         f"fresh API key named {DEMO_KEY_NAME!r} (any previous one is revoked); GPU pools a100 "
         "and l4 with rates and schedules; AI models with credit prices; and --days of uptime and "
-        "job history with a realistic (~50%%) idle share. Prints the URL, logins and key. "
+        "job history with a realistic (~50%) idle share; two weeks of the demo organization's "
+        "own jobs, charged through the ledger. Prints the URL, logins and key. "
         "Idempotent: running it again duplicates nothing."
     )
 
@@ -76,6 +79,9 @@ class Command(BaseCommand):
         """Every seeding step, in one transaction."""
         demo = seed_accounts(password=password)
         self.world = seed_world(days=days, seed=seed)
+        self.demo_jobs = seed_demo_jobs(
+            organization=demo.organization, user=demo.user, seed=seed, days=days
+        )
         return demo
 
     def report(self, demo: DemoAccounts, *, password: str) -> None:
@@ -114,5 +120,6 @@ class Command(BaseCommand):
             f"  GPU pools      {pools}\n"
             f"  Models         {models}\n"
             f"  History        {history}\n"
+            f"  Demo jobs      {self.demo_jobs} added to the demo organization's history\n"
             "  Unit costs     .venv/bin/python manage.py unit_costs --start <date> --end <date>\n"
         )
