@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import json
 import logging
-import struct
-import zlib
 from http.server import BaseHTTPRequestHandler
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, urlsplit
 
 from devtools.gpu_node.validation import error_body
+from generations.backends.placeholders import solid_png
 
 if TYPE_CHECKING:
     from devtools.gpu_node.server import GpuNodeServer
@@ -25,19 +24,7 @@ FLAC_BYTES = b"fLaC" + b"\x80\x00\x00\x22" + bytes(34)
 
 def png_bytes(rgb: int, size: int = 8) -> bytes:
     """A solid-colour PNG, size × size."""
-    r, g, b = (rgb >> 16) & 255, (rgb >> 8) & 255, rgb & 255
-    raw = b"".join(b"\x00" + bytes((r, g, b)) * size for _ in range(size))
-
-    def chunk(tag: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
-
-    header = struct.pack(">IIBBBBB", size, size, 8, 2, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", header)
-        + chunk(b"IDAT", zlib.compress(raw))
-        + chunk(b"IEND", b"")
-    )
+    return solid_png(((rgb >> 16) & 255, (rgb >> 8) & 255, rgb & 255), size)
 
 
 class Handler(BaseHTTPRequestHandler):

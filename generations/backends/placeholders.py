@@ -38,10 +38,9 @@ def placeholder(kind: str, seed) -> tuple[bytes, str]:
     return make(seed), content_type
 
 
-def _png(seed: int, size: int = 64) -> bytes:
-    hue = (seed * 137) % 360  # the web preview's hue for this seed
-    r, g, b = (round(c * 255) for c in colorsys.hsv_to_rgb(hue / 360, 0.45, 0.85))
-    raw = b"".join(b"\x00" + bytes((r, g, b)) * size for _ in range(size))
+def solid_png(rgb: tuple[int, int, int], size: int) -> bytes:
+    """A solid-colour PNG, size × size (also the GPU node simulator's output files)."""
+    raw = b"".join(b"\x00" + bytes(rgb) * size for _ in range(size))
 
     def chunk(tag: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
@@ -53,6 +52,12 @@ def _png(seed: int, size: int = 64) -> bytes:
         + chunk(b"IDAT", zlib.compress(raw))
         + chunk(b"IEND", b"")
     )
+
+
+def _png(seed: int, size: int = 64) -> bytes:
+    hue = (seed * 137) % 360  # the web preview's hue for this seed
+    r, g, b = (round(c * 255) for c in colorsys.hsv_to_rgb(hue / 360, 0.45, 0.85))
+    return solid_png((r, g, b), size)
 
 
 def _wav(seed: int, rate: int = 8000, seconds: float = 0.5) -> bytes:

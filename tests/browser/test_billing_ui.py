@@ -20,6 +20,7 @@ from tests.billing.conftest import (  # noqa: F401 (fixtures)
     catalog,
     fake_gateway,
 )
+from tests.browser.helpers import log_in
 from tests.factories import UserFactory, make_org
 
 pytestmark = [
@@ -33,11 +34,7 @@ DESKTOP = {"width": 1280, "height": 800}
 
 
 def _login(page, base, user):
-    page.goto(f"{base}/login/")
-    page.get_by_label("Email").fill(user.email)
-    page.get_by_label("Password").fill("correct-horse-battery")
-    page.get_by_role("main").get_by_role("button", name="Log in").click()
-    page.wait_for_url(f"{base}/")
+    log_in(page, base, user.email, "correct-horse-battery", landing=f"{base}/")
 
 
 @pytest.fixture

@@ -12,6 +12,8 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from tests.browser.helpers import log_in
+
 pytestmark = [
     pytest.mark.browser,
     # live_server needs committed data (plans and packs: tests/browser/conftest.py).
@@ -73,11 +75,7 @@ def _seed_usage(account):
 
 
 def _login(page, base, user):
-    page.goto(f"{base}/login/")
-    page.get_by_label("Email").fill(user.email)
-    page.get_by_label("Password").fill("correct-horse-battery")
-    page.get_by_role("main").get_by_role("button", name="Log in").click()
-    page.wait_for_url(f"{base}/")
+    log_in(page, base, user.email, "correct-horse-battery", landing=f"{base}/")
 
 
 def test_credits_page_chart_ledger_and_csv(live_server, browser_page):

@@ -8,6 +8,8 @@ import os
 
 import pytest
 
+from tests.browser.helpers import log_in
+
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.django_db(transaction=True),
@@ -25,11 +27,7 @@ def viewport(request, browser_page):
 
 
 def _login(page, base, email):
-    page.goto(f"{base}/login/")
-    page.get_by_label("Email").fill(email)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("main").get_by_role("button", name="Log in").click()
-    page.wait_for_load_state()
+    log_in(page, base, email, PASSWORD)
 
 
 def _fits_the_width(page) -> None:

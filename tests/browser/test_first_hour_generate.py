@@ -15,6 +15,8 @@ import re
 
 import pytest
 
+from tests.browser.helpers import log_in
+
 pytestmark = [
     pytest.mark.browser,
     # live_server needs committed data (plans and packs: tests/browser/conftest.py).
@@ -27,11 +29,7 @@ DATE = re.compile(r"^\d{1,2} [A-Z][a-z]{2} \d{4}, \d\d:\d\d:\d\d$")
 
 
 def _login(page, base, user):
-    page.goto(f"{base}/login/")
-    page.get_by_label("Email").fill(user.email)
-    page.get_by_label("Password").fill("correct-horse-battery")
-    page.get_by_role("main").get_by_role("button", name="Log in").click()
-    page.wait_for_url(f"{base}/")
+    log_in(page, base, user.email, "correct-horse-battery", landing=f"{base}/")
 
 
 @pytest.mark.parametrize("viewport", list(VIEWPORTS))

@@ -16,6 +16,8 @@ import re
 
 import pytest
 
+from tests.browser.helpers import log_in
+
 # A real Celery worker process on this test's database (see the module docstring).
 from tests.generations.conftest import purge_queues, start_worker, worker_env  # noqa: F401
 
@@ -31,11 +33,7 @@ DESKTOP = {"width": 1280, "height": 800}
 
 
 def _login(page, base, user):
-    page.goto(f"{base}/login/")
-    page.get_by_label("Email").fill(user.email)
-    page.get_by_label("Password").fill("correct-horse-battery")
-    page.get_by_role("main").get_by_role("button", name="Log in").click()
-    page.wait_for_url(f"{base}/")
+    log_in(page, base, user.email, "correct-horse-battery", landing=f"{base}/")
 
 
 @pytest.mark.worker
