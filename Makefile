@@ -7,11 +7,14 @@
 PYTHON ?= python3.11
 VENV := .venv
 VENV_PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed
+# What is installed, one stamp per set: `make run` needs only the main dependencies ("."),
+# `make test` adds the dev extras (".[dev]"). Each is re-installed when pyproject.toml is newer.
+STAMP_RUN := $(VENV)/.installed-run
+STAMP_DEV := $(VENV)/.installed-dev
 ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv test run lint fmt migrate manage clean
+.PHONY: help venv venv-dev test run lint fmt migrate manage clean
 
 help: ## list the targets
 	@echo "Targets:"
@@ -20,7 +23,9 @@ help: ## list the targets
 	@echo
 	@echo 'Extra pytest arguments: make test ARGS="-k ledger -x"'
 
-venv: $(STAMP) ## (internal) create .venv with Python 3.11 and install .[dev]
+venv: $(STAMP_RUN) ## (internal) create .venv with Python 3.11 and install what serving needs
+
+venv-dev: $(STAMP_DEV) ## (internal) .venv plus the dev extras (tests, linters, benches)
 
 $(VENV_PY):
 	@if ! command -v $(PYTHON) >/dev/null 2>&1 || \
@@ -30,26 +35,31 @@ $(VENV_PY):
 		exit 1; \
 	fi
 	@echo "Creating $(VENV) with $$(command -v $(PYTHON))"
-	$(PYTHON) -m venv $(VENV)
+	@$(PYTHON) -m venv $(VENV)
 
-# Re-install only when pyproject.toml is newer than the stamp.
-$(STAMP): pyproject.toml | $(VENV_PY)
-	@echo "Installing .[dev] into $(VENV) (pyproject.toml changed or first run)"
-	$(VENV_PY) -m pip install --quiet --disable-pip-version-check ".[dev]"
-	@touch $(STAMP)
+# pyproject.toml is the only list of dependencies; scripts/install.sh installs a set of it with
+# uv when it can be had (pip-installed into the venv), with pip otherwise.
+$(STAMP_RUN): pyproject.toml | $(VENV_PY)
+	@scripts/install.sh $(VENV) "."
+	@touch $(STAMP_RUN)
 
-test: venv ## run ruff, lint-imports and the whole test suite on PostgreSQL + Redis
+# ".[dev]" includes the main dependencies, so it stamps both sets.
+$(STAMP_DEV): pyproject.toml | $(VENV_PY)
+	@scripts/install.sh $(VENV) ".[dev]"
+	@touch $(STAMP_RUN) $(STAMP_DEV)
+
+test: venv-dev ## run ruff, lint-imports and the whole test suite on PostgreSQL + Redis
 	$(VENV_PY) scripts/run_tests.py $(ARGS)
 
 run: venv ## migrate, seed the demo, serve http://127.0.0.1:8000 with worker and beat
 	$(VENV_PY) scripts/run_dev.py
 
-lint: venv ## ruff check + ruff format --check + lint-imports (app boundaries)
+lint: venv-dev ## ruff check + ruff format --check + lint-imports (app boundaries)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/lint-imports
 
-fmt: venv ## ruff format + ruff check --fix
+fmt: venv-dev ## ruff format + ruff check --fix
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 

@@ -83,7 +83,7 @@ def seed_catalog(*, start: datetime) -> tuple[list[NodePool], list[AIModel]]:
         PoolRate.objects.get_or_create(
             pool=pool,
             effective_from=start,
-            defaults={"hourly_rate_usd": rate, "reason": "demo list price"},
+            defaults={"hourly_rate_usd": rate, "reason": DEMO_RATE_REASON},
         )
         for cron, count, tz in set_points:
             ScheduleSetPoint.objects.get_or_create(
@@ -136,11 +136,27 @@ def _uptime_per_rank(pool: NodePool, start: datetime, end: datetime) -> dict[int
     return ranks
 
 
-def seed_history(*, days: int, seed: int, end: datetime) -> tuple[int, int, bool]:
-    """Uptime (as if ingested from the provider) and GPU runs for `days` before `end`."""
-    prefix = f"demo-{seed}-"
+HISTORY_PREFIX = "demo-"  # every generated GpuRun's external_id starts with it (then "<seed>-")
+DEMO_RATE_REASON = "demo list price"  # the pools' first PoolRate: the catalog was seeded
+
+
+def history_pending() -> bool:
+    """The demo catalog exists but its history does not yet: `make run` serves while it is being
+    generated in the background (`seed_demo --history-only`), and the staff pages say so. The
+    history is written in one transaction, so its rows exist only once it is complete."""
+    return (
+        PoolRate.objects.filter(reason=DEMO_RATE_REASON).exists()
+        and not GpuRun.objects.filter(external_id__startswith=HISTORY_PREFIX).exists()
+    )
+
+
+def seed_history(*, days: int, seed: int, end: datetime, progress=None) -> tuple[int, int, bool]:
+    """Uptime (as if ingested from the provider) and GPU runs for `days` before `end`, in one
+    transaction; the runs go in with COPY. `progress(line)`, if given, hears each step."""
+    prefix = f"{HISTORY_PREFIX}{seed}-"
     if GpuRun.objects.filter(external_id__startswith=prefix).exists():
         return 0, 0, False
+    say = progress or (lambda line: None)
     rng = random.Random(seed)
     start = end - timedelta(days=days)
     uptime_rows: list[UptimeInterval] = []
@@ -194,32 +210,41 @@ def seed_history(*, days: int, seed: int, end: datetime) -> tuple[int, int, bool
                         )
                     )
                     t = finish
+        say(f"pool {pool.slug}: {len(run_rows):,} GPU runs generated so far")
     table = GpuRun._meta.db_table
     columns = (
         "external_id, model_slug, pool_id, node_id, started_at, finished_at, status, "
         "source, created_at"
     )
-    adapt = connection.ops.adapt_datetimefield_value
     with transaction.atomic():
         UptimeInterval.objects.bulk_create(uptime_rows, batch_size=2000, ignore_conflicts=True)
-        with connection.cursor() as cursor:  # plain tuples: ORM objects would be 10x slower
-            for i in range(0, len(run_rows), 5000):
-                cursor.executemany(
-                    f"INSERT INTO {table} ({columns}) VALUES ({', '.join(['%s'] * 9)})",
-                    [
-                        (*r[:4], adapt(r[4]), adapt(r[5]), *r[6:8], adapt(r[8]))
-                        for r in run_rows[i : i + 5000]
-                    ],
-                )
+        say(f"{len(uptime_rows):,} uptime intervals written; copying {len(run_rows):,} GPU runs")
+        step = 100_000
+        with (
+            connection.cursor() as cursor,
+            cursor.copy(  # plain tuples via COPY: no ORM objects
+                f"COPY {table} ({columns}) FROM STDIN"
+            ) as copy,
+        ):
+            for i, row in enumerate(run_rows, 1):
+                copy.write_row(row)
+                if i % step == 0:
+                    say(f"{i:,} / {len(run_rows):,} GPU runs copied")
     return len(uptime_rows), len(run_rows), True
 
 
-def seed_world(*, days: int, seed: int, now: datetime | None = None) -> DemoWorld:
+def seed_world(
+    *, days: int, seed: int, now: datetime | None = None, history: bool = True, progress=None
+) -> DemoWorld:
+    """The catalog (pools, rates, schedules, models), then — unless `history` is False — the
+    history (`seed_history`)."""
     now = now or timezone.now()
     end = _day_start(now)
     start = end - timedelta(days=days)
     pools, models = seed_catalog(start=min(start, end - timedelta(days=1)))
-    uptime, runs, created = seed_history(days=days, seed=seed, end=end)
+    uptime, runs, created = (
+        seed_history(days=days, seed=seed, end=end, progress=progress) if history else (0, 0, False)
+    )
     return DemoWorld(
         pools=pools, models=models, uptime_intervals=uptime, runs=runs, history_created=created
     )

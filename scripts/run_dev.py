@@ -2,10 +2,14 @@
 """Run the project locally (what `make run` runs).
 
 Starts the embedded PostgreSQL (var/postgres/) and Redis (var/redis/) unless DATABASE_URL /
-REDIS_URL point elsewhere (config/embedded.py), migrates the database, seeds the demo, then runs
-the web server, a Celery worker and Celery beat as child processes, their output prefixed with
-"web |", "worker |" and "beat |". Settings are config.settings.local. The embedded servers are
-owned by this process: they stop after the children when it stops.
+REDIS_URL point elsewhere (config/embedded.py), migrates the database, seeds the demo without
+its GPU history (`seed_demo --no-history`), then runs the web server, a Celery worker and Celery
+beat as child processes, their output prefixed with "web |", "worker |" and "beat |"; once the
+server answers, a "seed |" child generates the demo history (`seed_demo --history-only`: ~400k
+GPU runs, several seconds; nothing when it is already there) while the staff pages show a banner.
+Each step is printed with its duration, the URLs, logins and API key at the end. Settings are
+config.settings.local. The embedded servers are owned by this process: they stop after the
+children when it stops.
 PORT (default 8000) sets the web server's port. Ctrl-C or SIGTERM stops everything.
 
 GPU_NODES=1 also starts one simulated ComfyUI GPU node per pool (`manage.py run_gpu_node`:
@@ -110,17 +114,6 @@ def stop_all(children: list[Child]) -> None:
 
 def manage(*args: str, env: dict, check: bool = True) -> subprocess.CompletedProcess:
     return subprocess.run([PY, "manage.py", *args], cwd=BASE_DIR, env=env, check=check)
-
-
-def has_command(name: str, env: dict) -> bool:
-    r = subprocess.run(
-        [PY, "manage.py", "help", "--commands"],
-        cwd=BASE_DIR,
-        env=env,
-        capture_output=True,
-        text=True,
-    )
-    return name in r.stdout.split()
 
 
 def broker_url(env: dict) -> str:
@@ -260,15 +253,39 @@ def dotenv_values() -> dict:
     return values
 
 
+def seed_without_history(env: dict) -> str:
+    """`seed_demo --no-history`, its output shown now and returned (the logins and the API key,
+    repeated when the server is up)."""
+    r = subprocess.run(
+        [PY, "manage.py", "seed_demo", "--no-history"],
+        cwd=BASE_DIR,
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+        check=False,
+    )
+    print(r.stdout, end="", flush=True)
+    if r.returncode:
+        raise subprocess.CalledProcessError(r.returncode, r.args)
+    lines = r.stdout.strip("\n").splitlines()
+    return "\n".join(line for line in lines if line.strip() != "Demo data is ready.")
+
+
+def timed(label: str, fn, *args, **kwargs):
+    """Say `label`, run fn, say how long it took."""
+    say(f"{label}…")
+    t0 = time.monotonic()
+    result = fn(*args, **kwargs)
+    say(f"{label}: done in {time.monotonic() - t0:.1f}s")
+    return result
+
+
 def serve(env: dict, port: int, gpu: dict, gpu_lines: str) -> int:
     try:
-        say("applying migrations")
-        manage("migrate", "--noinput", env=env)
-        if has_command("seed_demo", env):
-            say("seeding the demo data")
-            manage("seed_demo", env=env)
-        else:
-            say("WARNING: no seed_demo command yet; skipping the demo data")
+        timed("applying migrations", manage, "migrate", "--noinput", env=env)
+        # The server answers once the schema and the catalog exist: the GPU history (~400k runs)
+        # is generated after it starts, by the "seed" child below.
+        demo = timed("seeding the demo accounts and catalog", seed_without_history, env)
         broker = broker_url(env)
     except subprocess.CalledProcessError as exc:
         say(f"setup failed: {' '.join(exc.cmd[1:])} exited with {exc.returncode}")
@@ -295,21 +312,34 @@ def serve(env: dict, port: int, gpu: dict, gpu_lines: str) -> int:
     signal.signal(signal.SIGTERM, request_stop)
 
     children: list[Child] = []
+    seeder: Child | None = None  # the background history; it exits when done
     exit_code = 0
     try:
+        t0 = time.monotonic()
         for name, args in commands.items():
             children.append(Child(name, args, env))
         if wait_for_port(port, children):
+            say(f"web server answering in {time.monotonic() - t0:.1f}s")
+            seeder = Child("seed", [PY, "manage.py", "seed_demo", "--history-only"], env)
             url = f"http://127.0.0.1:{port}"
             bar = "=" * 64
             out(
                 f"\n{bar}\n  GPU Credits is running (broker: {broker.split('://')[0]}://)\n"
-                f"    Web UI   {url}/\n    Admin    {url}/admin/\n    API docs {url}/api/docs/\n"
+                f"    Web UI   {url}/\n    Staff    {url}/staff/\n    Admin    {url}/admin/\n"
+                f"    API docs {url}/api/docs/\n"
                 f"{gpu_lines}"
+                f"{demo}\n\n"
+                f"  The demo GPU history is generated in the background ('seed |' lines) if it\n"
+                f"  isn't there yet; the staff pages say so until it is complete.\n"
                 f"  Press Ctrl-C to stop the web server, worker and beat"
                 f"{' and the GPU nodes' if gpu_lines else ''}.\n{bar}\n"
             )
         while not _stop_requested.is_set():
+            if seeder is not None and not seeder.alive():
+                seeder.reader.join(timeout=2)
+                if seeder.proc.returncode != 0:
+                    say(f"the demo history failed (exit code {seeder.proc.returncode})")
+                seeder = None
             dead = [c for c in children if not c.alive()]
             if dead:
                 for c in dead:
@@ -322,7 +352,7 @@ def serve(env: dict, port: int, gpu: dict, gpu_lines: str) -> int:
         else:
             say("stopping the other processes")
     finally:
-        stop_all(children)
+        stop_all([seeder, *children] if seeder is not None else children)
     say("stopped")
     return exit_code
 

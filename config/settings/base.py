@@ -76,6 +76,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "accounts.context_processors.organization",
+                "generations.context_processors.demo_history",
             ],
             "libraries": {"billing_ui": "credits.billing.templatetags.billing_ui"},
         },

@@ -1,15 +1,22 @@
-"""`manage.py seed_demo [--days 90] [--seed N] [--password PW]`: the demo, idempotently.
+"""`manage.py seed_demo [--days 90] [--seed N] [--password PW] [--no-history | --history-only]`:
+the demo, idempotently.
 
 Accounts (plans, the `demo` organization, its owner, a staff superuser, a fresh API key), the
 GPU pools `a100` and `l4` with rates and schedules, AI models with prices, and `--days` of
 uptime and job history with a realistic (~50%) idle share, and two weeks of the demo
 organization's own jobs (holds captured or released through credits.services, so its dashboard
 and usage chart have history). Re-running duplicates nothing.
+
+`make run` (scripts/run_dev.py) splits it: `--no-history` (everything but the history, about a
+second) before the server starts, then `--history-only` (~400k GPU runs) in the background,
+printing its progress; until it is done the staff pages show a banner
+(`generations.demo.history_pending`).
 """
 
 from __future__ import annotations
 
 import os
+import time
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
@@ -27,7 +34,7 @@ from accounts.demo import (
     seed_accounts,
 )
 from config.errors import ServiceError
-from generations.demo import DemoWorld, seed_demo_jobs, seed_world
+from generations.demo import DemoWorld, history_pending, seed_demo_jobs, seed_world
 
 
 class Command(BaseCommand):
@@ -63,22 +70,61 @@ class Command(BaseCommand):
             help=f"Password of both demo logins (default: ${PASSWORD_ENV} or "
             f"{DEFAULT_PASSWORD!r}). It is printed.",
         )
+        which = parser.add_mutually_exclusive_group()
+        which.add_argument(
+            "--no-history",
+            action="store_true",
+            help="Everything but the GPU uptime and run history (make run seeds that in the "
+            "background with --history-only).",
+        )
+        which.add_argument(
+            "--history-only",
+            action="store_true",
+            help="Only the GPU uptime and run history (and the pools and models it needs), "
+            "with progress lines; prints no logins.",
+        )
 
-    def handle(self, *args, days: int, seed: int, password: str | None, **options):
+    def handle(
+        self,
+        *args,
+        days: int,
+        seed: int,
+        password: str | None,
+        no_history: bool,
+        history_only: bool,
+        **options,
+    ):
         if days < 1:
             raise CommandError("--days must be at least 1.")
+        if history_only:
+            self.seed_history_only(days=days, seed=seed)
+            return
         password = password or os.environ.get(PASSWORD_ENV) or DEFAULT_PASSWORD
         try:
             with transaction.atomic():
-                demo = self.seed(password=password, days=days, seed=seed)
+                demo = self.seed(password=password, days=days, seed=seed, history=not no_history)
         except ServiceError as exc:
             raise CommandError(exc.detail) from None
         self.report(demo, password=password)
 
-    def seed(self, *, password: str, days: int, seed: int) -> DemoAccounts:
+    def seed_history_only(self, *, days: int, seed: int) -> None:
+        t0 = time.monotonic()
+
+        def progress(line: str) -> None:
+            self.stdout.write(f"demo history: {line} ({time.monotonic() - t0:.1f}s)")
+
+        world = seed_world(days=days, seed=seed, progress=progress)
+        if world.history_created:
+            progress(
+                f"complete: {world.runs:,} GPU runs and {world.uptime_intervals:,} uptime intervals"
+            )
+        else:
+            progress("already present (kept)")
+
+    def seed(self, *, password: str, days: int, seed: int, history: bool = True) -> DemoAccounts:
         """Every seeding step, in one transaction."""
         demo = seed_accounts(password=password)
-        self.world = seed_world(days=days, seed=seed)
+        self.world = seed_world(days=days, seed=seed, history=history)
         self.demo_jobs = seed_demo_jobs(
             organization=demo.organization, user=demo.user, seed=seed, days=days
         )
@@ -111,11 +157,14 @@ class Command(BaseCommand):
         world: DemoWorld = self.world
         pools = ", ".join(p.slug for p in world.pools)
         models = ", ".join(m.slug for m in world.models)
-        history = (
-            f"generated {world.runs:,} GPU runs and {world.uptime_intervals:,} uptime intervals"
-            if world.history_created
-            else "history already present (kept)"
-        )
+        if world.history_created:
+            history = (
+                f"generated {world.runs:,} GPU runs and {world.uptime_intervals:,} uptime intervals"
+            )
+        elif history_pending():
+            history = "not yet generated (seed_demo --history-only)"
+        else:
+            history = "history already present (kept)"
         return (
             f"  GPU pools      {pools}\n"
             f"  Models         {models}\n"
