@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from django.db.models import QuerySet
+from django.db.models import OuterRef, QuerySet, Subquery
 from django.utils import timezone
 
 from accounts.models import Organization
@@ -88,22 +88,28 @@ class CatalogEntry:
 
 def models_active(*, now: datetime | None = None) -> list[CatalogEntry]:
     """Models a customer can submit to now: active, on a node pool, with a price in force.
-    Ordered by slug. The price is `rate_current` (what a submission would pin)."""
+    Ordered by slug. The price is the one `rate_current` gives (what a submission would pin),
+    read for every model in the same query (no query per model)."""
     now = now or timezone.now()
-    entries = []
-    for model in AIModel.objects.filter(is_active=True, pool__isnull=False).select_related("pool"):
-        rate = rate_current(model=model, now=now)
-        if rate is None:
-            continue
-        entries.append(
-            CatalogEntry(
-                slug=model.slug,
-                name=model.name,
-                description=model.description,
-                pool=model.pool.slug,
-                credits=rate.credits,
-                params_schema=model_params_schema(model),
-                model=model,
-            )
+    in_force = CreditRate.objects.filter(model_id=OuterRef("pk"), effective_from__lte=now)
+    models = (
+        AIModel.objects.filter(is_active=True, pool__isnull=False)
+        .select_related("pool")
+        .annotate(
+            current_credits=Subquery(in_force.order_by("-effective_from").values("credits")[:1])
         )
-    return entries
+        .filter(current_credits__isnull=False)
+        .order_by("slug")
+    )
+    return [
+        CatalogEntry(
+            slug=model.slug,
+            name=model.name,
+            description=model.description,
+            pool=model.pool.slug,
+            credits=model.current_credits,
+            params_schema=model_params_schema(model),
+            model=model,
+        )
+        for model in models
+    ]

@@ -645,6 +645,26 @@ def test_models_lists_active_priced_models_with_current_price_and_schema(client,
     assert flux["params_schema"]["properties"]["seed"]["type"] == "integer"
 
 
+def test_the_model_list_costs_the_same_queries_for_one_model_or_many(
+    client, acme_key, sdxl, django_assert_num_queries
+):
+    """Prices come with the models in one query: no query per model (N+1)."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    client.get(MODELS, **bearer(acme_key))  # the key's first use writes its last_used_at
+    with CaptureQueriesContext(connection) as one:
+        assert len(client.get(MODELS, **bearer(acme_key)).json()) == 1
+    for i in range(6):
+        model = make_ai_model(f"extra-{i}", pool=sdxl.pool, credits="1")
+        services.rate_set(model=model, credits="2", reason="repriced", actor=None)
+    with django_assert_num_queries(len(one.captured_queries)):
+        assert len(client.get(MODELS, **bearer(acme_key)).json()) == 7
+    # ...and each shows its price in force (the newest version), as a submission would pin.
+    body = {m["slug"]: m["credits"] for m in client.get(MODELS, **bearer(acme_key)).json()}
+    assert body["extra-0"] == "2.000" and body["sdxl"] == "5.000"
+
+
 def test_models_always_document_prompt_and_seed(client, acme_key):
     make_ai_model(
         "upscaler",
