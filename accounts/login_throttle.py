@@ -12,7 +12,8 @@ one good account can't reset their address to guess at others).
 
 `accounts.backends.ThrottledModelBackend` calls these around the password check, and
 `accounts.middleware.LoginThrottleMiddleware` turns the refusal into a 429. Every key expires
-by itself, so nothing an anonymous caller sends outlives the window.
+by itself, so nothing an anonymous caller sends outlives the window. With Redis unreachable
+the throttle steps aside (logged): people can still log in.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ import time
 
 from django.conf import settings
 from django.core.cache import cache
+
+from config.api.throttling import counter_incr, fail_open
 
 _PREFIX = "login-throttle"
 
@@ -43,6 +46,7 @@ def _scopes(*, email: str, address: str) -> list[tuple[str, str, int]]:
     return scopes
 
 
+@fail_open(0)
 def login_lock_remaining(*, email: str, address: str, now: float | None = None) -> int:
     """Seconds until this email and this address may try again (0: they may now)."""
     now = time.time() if now is None else now
@@ -52,6 +56,7 @@ def login_lock_remaining(*, email: str, address: str, now: float | None = None) 
     return max(0, math.ceil(until - now))
 
 
+@fail_open(0)
 def login_failure_record(*, email: str, address: str, now: float | None = None) -> int:
     """Count one failed login. Returns the seconds of the lock it started (0: none)."""
     now = time.time() if now is None else now
@@ -59,19 +64,14 @@ def login_failure_record(*, email: str, address: str, now: float | None = None) 
     locked_for = 0
     for scope, value, limit in _scopes(email=email, address=address):
         fail_key, lock_key = _keys(scope, value)
-        cache.add(fail_key, 0, timeout=window_s)
-        try:
-            count = cache.incr(fail_key)
-        except ValueError:  # expired between add and incr
-            cache.add(fail_key, 1, timeout=window_s)
-            count = 1
-        if count >= limit:
+        if counter_incr(fail_key, timeout=window_s) >= limit:
             cache.set(lock_key, now + lockout_s, timeout=lockout_s)
             cache.delete(fail_key)  # counting starts afresh when the lock ends
             locked_for = lockout_s
     return locked_for
 
 
+@fail_open(None)
 def login_success_record(*, email: str) -> None:
     """A successful login clears its account's failures (its address's stay counted)."""
     cache.delete(_keys("account", email)[0])

@@ -22,27 +22,22 @@ import time
 
 from django.conf import settings
 from django.core import signing
-from django.core.cache import cache
 from django.core.mail import send_mail
 from django.urls import reverse
 
 from accounts.models import User
+from config.api.throttling import counter_incr, fail_open
 from config.errors import RateLimited, ValidationError
 
 _SALT = "accounts.signup"
 _HOUR = 3600
 
 
+@fail_open((0, 0))  # Redis unreachable: sign-up still works, unlimited
 def _hourly_count(bucket: str, *, now: float) -> tuple[int, int]:
     """Count one in `bucket` this clock hour: (count, seconds until the hour ends)."""
     window = int(now // _HOUR)
-    key = f"signup-limit:{bucket}:{window}"
-    cache.add(key, 0, timeout=_HOUR + 5)
-    try:
-        count = cache.incr(key)
-    except ValueError:  # expired between add and incr
-        cache.add(key, 1, timeout=_HOUR + 5)
-        count = 1
+    count = counter_incr(f"signup-limit:{bucket}:{window}", timeout=_HOUR + 5)
     return count, max(1, math.ceil((window + 1) * _HOUR - now))
 
 

@@ -166,3 +166,22 @@ def test_logins_without_a_request_are_not_throttled(client):
     for _ in range(6):
         _login(client, user.email, "wrong")
     assert Client().login(username=user.email, password=PASSWORD)
+
+
+def test_with_redis_unreachable_the_throttle_steps_aside_and_people_can_log_in(settings, client):
+    """The counters live in Redis; when it is down, logging in (and failing to) still works
+    instead of answering 500."""
+    user = _owner()
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": "redis://127.0.0.1:1/0",  # nothing listens there
+            "OPTIONS": {"socket_connect_timeout": 0.2},
+        }
+    }
+    wrong = _login(client, user.email, "wrong")
+    assert wrong.status_code == 200
+    assert "Enter a correct email and password." in wrong.content.decode()
+    right = _login(client, user.email, PASSWORD)
+    assert right.status_code == 302
+    assert client.session["_auth_user_id"] == str(user.pk)
