@@ -16,6 +16,7 @@ import secrets
 import uuid
 from datetime import datetime, timedelta
 
+import jsonschema
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -85,10 +86,12 @@ def params_with_seed(*, model: AIModel, params: dict) -> dict:
         high = min(high, spec["maximum"])
     if high < low:
         return params
-    seeded = {**params, "seed": low + secrets.randbelow(high - low + 1)}
-    if params_errors(schema=schema, params=seeded):  # e.g. an enum or multipleOf on seed
+    seed = low + secrets.randbelow(high - low + 1)
+    # The rest of `params` is already valid: only the seed's own rules (an enum, multipleOf…)
+    # can refuse the drawn value.
+    if not jsonschema.Draft202012Validator(spec).is_valid(seed):
         return params
-    return seeded
+    return {**params, "seed": seed}
 
 
 def _is_int(value) -> bool:
