@@ -110,8 +110,11 @@ def generate(days: int, jobs: int, regenerate: bool) -> None:
         )
         cur.execute(
             """
-            INSERT INTO infra_costs_node (pool_id, name, created_at)
-            SELECT p.id, p.slug || '-' || lpad(k::text, 2, '0'), now()
+            INSERT INTO infra_costs_node (pool_id, name, provider, provider_ref, capacity_type,
+                                          is_primary, state, transition, health, slots,
+                                          billing_kind, created_at)
+            SELECT p.id, p.slug || '-' || lpad(k::text, 2, '0'), '', '', 'on_demand', false,
+                   'cold', '', 'ok', 1, '', now()
             FROM infra_costs_nodepool p, generate_series(1, %(half)s) k
             """,
             {"half": NODES // 2},
@@ -121,8 +124,8 @@ def generate(days: int, jobs: int, regenerate: bool) -> None:
         cur.execute(
             """
             INSERT INTO infra_costs_uptimeinterval (node_id, pool_id, started_at, ended_at, source,
-                                                    created_at)
-            SELECT n.id, n.pool_id, d + iv.s, d + iv.e, 'imported', now()
+                                                    rate_kind, created_at)
+            SELECT n.id, n.pool_id, d + iv.s, d + iv.e, 'imported', 'on_demand', now()
             FROM infra_costs_node n
             CROSS JOIN generate_series(%(p0)s::timestamptz,
                                        %(p0)s::timestamptz + (%(days)s - 1) * interval '1 day',

@@ -28,6 +28,7 @@ api_v1 = [
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("healthz", healthz, name="healthz"),
+    path("metrics", include("operations.urls_metrics")),
     path("favicon.ico", favicon, name="favicon"),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     # Swagger UI's script is served from a URL of its own (the split view), as the
@@ -44,8 +45,9 @@ urlpatterns = [
     path("credits/", include("credits.urls")),
     path("stripe/", include("credits.billing.urls")),
     path("generate/", include("generations.urls")),
-    path("staff/", include("generations.staff_home")),
+    path("staff/", include("operations.urls_staff")),
     path("staff/costs/", include("infra_costs.urls")),
+    path("staff/fleet/", include("operations.urls_fleet")),
     path("staff/pricing/", include("generations.staff_views")),
     # Stripe Checkout/Portal return URLs and emails point here.
     path(

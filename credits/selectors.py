@@ -14,6 +14,8 @@ from credits.models import (
     CreditGrant,
     CreditHold,
     EntryAllocation,
+    EntryKind,
+    HoldStatus,
     LedgerEntry,
 )
 from credits.money import to_credits
@@ -130,6 +132,26 @@ def ledger_drift(*, account_ids: list[int] | None = None) -> list[Drift]:
                     )
                 )
     return drifts
+
+
+@dataclass(frozen=True)
+class CreditTotals:
+    """System-wide: credits in open holds now, and every credit ever captured (only grows)."""
+
+    held: Decimal
+    captured: Decimal
+
+
+def credit_totals() -> CreditTotals:
+    """One query for operations' metrics: Σ amount of open holds and Σ of capture entries."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT (SELECT COALESCE(SUM(amount), 0) FROM {HOLD} WHERE status = %s),"
+            f" (SELECT COALESCE(SUM(amount), 0) FROM {ENTRY} WHERE kind = %s)",
+            [HoldStatus.HELD, EntryKind.CAPTURE],
+        )
+        held, captured = cursor.fetchone()
+    return CreditTotals(held=to_credits(held), captured=to_credits(captured))
 
 
 # --- Customer-facing reads (always scoped to one organization) --------------------------------

@@ -27,6 +27,7 @@ from generations.selectors import rate_current
 from generations.services.events import job_event_add
 from generations.services.submission import params_hash
 from infra_costs.models import (
+    AutoscalePolicy,
     GpuRun,
     Node,
     NodePool,
@@ -50,6 +51,18 @@ POOLS = [
     ),
     ("l4", "L4 24GB", Decimal("0.80"), 60, [("0 7 * * *", 3, "UTC"), ("0 23 * * *", 1, "UTC")]),
 ]
+# The price of a stopped but leased node (the fleet's warm standbys), per pool.
+WARM_RATES = {"a100": Decimal("0.40"), "l4": Decimal("0.10")}
+# `make run`'s fleet: the simulated provider with its delays compressed (a rent takes 20–40 s
+# instead of 30–60 min) so the demo shows nodes coming up; thresholds are the issue's defaults.
+DEMO_PROVIDER_CONFIG = {
+    "rent_delay_s": [20, 40],
+    "resume_delay_s": [5, 10],
+    "model_load_s": 3,
+    "stop_delay_s": 2,
+    "release_delay_s": 2,
+}
+DEMO_MAX_NODES = 6
 
 # slug, name, pool, credits, mean seconds, sigma, share of its pool's work, external USD, kind
 MODELS = [
@@ -83,7 +96,17 @@ def seed_catalog(*, start: datetime) -> tuple[list[NodePool], list[AIModel]]:
         PoolRate.objects.get_or_create(
             pool=pool,
             effective_from=start,
-            defaults={"hourly_rate_usd": rate, "reason": DEMO_RATE_REASON},
+            defaults={
+                "hourly_rate_usd": rate,
+                "warm_hourly_rate_usd": WARM_RATES.get(slug),
+                "reason": DEMO_RATE_REASON,
+            },
+        )
+        # The pool is fleet-managed: the autoscaler (the fleet tick) rents its nodes up to the
+        # schedule's set-point on the first ticks, then follows the queue.
+        AutoscalePolicy.objects.get_or_create(
+            pool=pool,
+            defaults={"provider_config": DEMO_PROVIDER_CONFIG, "max_nodes": DEMO_MAX_NODES},
         )
         for cron, count, tz in set_points:
             ScheduleSetPoint.objects.get_or_create(

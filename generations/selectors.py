@@ -14,6 +14,7 @@ from django.utils import timezone
 from accounts.models import Organization
 from config.errors import NotFound, ValidationError
 from generations.models import AIModel, CreditRate, Job, JobStatus
+from infra_costs.fleet.signals import QueueSignals
 
 # Every model accepts these in `params`, whatever its own schema says.
 ALWAYS_ACCEPTED = {
@@ -113,3 +114,37 @@ def models_active(*, now: datetime | None = None) -> list[CatalogEntry]:
         )
         for model in models
     ]
+
+
+# Job.priority → the plan tier it was submitted under (submission.PRIORITY_BY_TIER reversed).
+_TIER_BY_PRIORITY = {0: "dedicated", 1: "highest", 3: "high", 5: "normal", 8: "low"}
+
+
+def queue_signals(
+    *, pool_ids: list[int] | None = None, now: datetime | None = None
+) -> dict[int, QueueSignals]:
+    """Each pool's queue now — queued jobs and the oldest wait per tier — in one grouped
+    query. Pools with nothing queued are absent (an empty QueueSignals is the same)."""
+    from django.db.models import Count, Min
+    from django.db.models.functions import Coalesce
+
+    now = now or timezone.now()
+    jobs = Job.objects.filter(status=JobStatus.QUEUED, model__pool__isnull=False)
+    if pool_ids is not None:
+        jobs = jobs.filter(model__pool_id__in=pool_ids)
+    rows = (
+        jobs.values("model__pool_id", "priority")
+        .annotate(n=Count("id"), oldest=Min(Coalesce("enqueued_at", "created_at")))
+        .order_by()
+    )
+    depth: dict[int, dict[str, int]] = {}
+    wait: dict[int, dict[str, float]] = {}
+    for row in rows:
+        pool_id, tier = row["model__pool_id"], _TIER_BY_PRIORITY.get(row["priority"], "normal")
+        d, w = depth.setdefault(pool_id, {}), wait.setdefault(pool_id, {})
+        d[tier] = d.get(tier, 0) + row["n"]
+        w[tier] = max(w.get(tier, 0.0), max(0.0, (now - row["oldest"]).total_seconds()))
+    return {
+        pool_id: QueueSignals(depth_by_tier=depth[pool_id], oldest_wait_s_by_tier=wait[pool_id])
+        for pool_id in depth
+    }

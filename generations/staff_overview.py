@@ -1,4 +1,4 @@
-"""What staff see first (`/staff/`, `generations.staff_home`): the fleet, the last 30 days'
+"""What staff see first (`/staff/`, `operations.views.staff_home`): the fleet, the last 30 days'
 costs, prices against costs, and what needs attention — read-only, from the existing reads.
 
 It lives in generations because it is the app that sees all the others: pools and rates

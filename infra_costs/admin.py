@@ -8,11 +8,24 @@ its `effective_from`, written by `infra_costs.services.pool_rate_add` with who a
 from __future__ import annotations
 
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
 
 from config.web.admin import ReadOnlyMixin
-from infra_costs import services
-from infra_costs.models import GpuRun, Node, NodePool, PoolRate, ScheduleSetPoint, UptimeInterval
+from infra_costs import fleet, services
+from infra_costs.fleet.providers import PROVIDERS
+from infra_costs.fleet.providers import simulated as simulated_provider
+from infra_costs.models import (
+    AutoscalePolicy,
+    GpuRun,
+    Node,
+    NodeEvent,
+    NodePool,
+    PoolRate,
+    ScalingAction,
+    ScalingDecision,
+    ScheduleSetPoint,
+    UptimeInterval,
+)
 from infra_costs.schedule import cron_error, timezone_error
 
 
@@ -22,6 +35,7 @@ class PoolRateInline(admin.TabularInline):
     fields = (
         "hourly_rate_usd",
         "warm_hourly_rate_usd",
+        "spot_hourly_rate_usd",
         "effective_from",
         "reason",
         "created_by",
@@ -96,6 +110,7 @@ class NodePoolAdmin(admin.ModelAdmin):
                 pool=form.instance,
                 hourly_rate_usd=data["hourly_rate_usd"],
                 warm_hourly_rate_usd=data.get("warm_hourly_rate_usd"),
+                spot_hourly_rate_usd=data.get("spot_hourly_rate_usd"),
                 effective_from=data["effective_from"],
                 reason=data.get("reason") or "",
                 actor=request.user,
@@ -104,17 +119,50 @@ class NodePoolAdmin(admin.ModelAdmin):
         return None
 
 
+def _staff_action(action: str, verb: str):
+    """An admin action running `fleet_staff_action` on each selected node, by the user."""
+
+    def run(modeladmin, request, queryset):
+        for node in queryset.select_related("pool").order_by("pool__slug", "name"):
+            decision = fleet.fleet_staff_action(
+                pool=node.pool, action=action, node=node, actor=request.user
+            )
+            if decision.ok:
+                modeladmin.message_user(request, f"{node.name}: {verb}.", messages.SUCCESS)
+            else:
+                modeladmin.message_user(request, f"{node.name}: {decision.error}", messages.ERROR)
+
+    run.__name__ = f"fleet_{action}"
+    return admin.action(description=f"{verb.capitalize()} (fleet, recorded as a decision)")(run)
+
+
 @admin.register(Node)
 class NodeAdmin(admin.ModelAdmin):
-    list_display = ("name", "pool", "created_at")
-    list_filter = ("pool",)
+    list_display = (
+        "name",
+        "pool",
+        "state",
+        "transition",
+        "health",
+        "provider",
+        "capacity_type",
+        "is_primary",
+        "state_since",
+    )
+    list_filter = ("pool", "state", "transition", "health", "provider", "is_primary")
     search_fields = ("name",)
+    list_select_related = ("pool",)
+    actions = (
+        _staff_action(ScalingAction.RESUME, "resume requested"),
+        _staff_action(ScalingAction.STOP, "stop to warm requested"),
+        _staff_action(ScalingAction.RELEASE, "release requested"),
+    )
 
 
 @admin.register(UptimeInterval)
 class UptimeIntervalAdmin(ReadOnlyMixin, admin.ModelAdmin):
-    list_display = ("node", "pool", "started_at", "ended_at", "source")
-    list_filter = ("pool", "source")
+    list_display = ("node", "pool", "started_at", "ended_at", "rate_kind", "source")
+    list_filter = ("pool", "rate_kind", "source")
     search_fields = ("node__name",)
     list_select_related = ("node", "pool")
     show_full_result_count = False
@@ -127,3 +175,90 @@ class GpuRunAdmin(ReadOnlyMixin, admin.ModelAdmin):
     search_fields = ("=external_id", "=model_slug")
     list_select_related = ("node", "pool")
     show_full_result_count = False  # a year of history is millions of rows
+
+
+# --- The fleet: autoscale policies, decisions, node events ------------------------------------
+
+CONFIG_ERRORS = {"simulated": simulated_provider.config_errors}
+
+
+class AutoscalePolicyForm(forms.ModelForm):
+    provider = forms.ChoiceField(choices=[(p, p) for p in PROVIDERS])
+
+    class Meta:
+        model = AutoscalePolicy
+        fields = (
+            "pool",
+            "enabled",
+            "provider",
+            "provider_config",
+            "capacity_type",
+            "max_nodes",
+            "node_slots",
+            "resume_queue_depth",
+            "rent_queue_depth",
+            "calm_queue_depth",
+            "calm_for_s",
+            "warm_release_after_s",
+            "priority_wait_s",
+            "free_tier_max_wait_s",
+        )
+
+    def clean(self):
+        data = super().clean()
+        provider, config = data.get("provider"), data.get("provider_config")
+        check = CONFIG_ERRORS.get(provider)
+        if check is not None and "provider_config" in data:
+            errors = check(config if config is not None else {})
+            if errors:
+                self.add_error(
+                    "provider_config",
+                    [
+                        msg if key == "provider_config" else f"{key}: {msg}"
+                        for key, msg in sorted(errors.items())
+                    ],
+                )
+        resume, rent = data.get("resume_queue_depth"), data.get("rent_queue_depth")
+        if resume is not None and rent is not None and resume > rent:
+            self.add_error(
+                "resume_queue_depth", "Resume a warm node at or below the depth that rents one."
+            )
+        return data
+
+
+@admin.register(AutoscalePolicy)
+class AutoscalePolicyAdmin(admin.ModelAdmin):
+    form = AutoscalePolicyForm
+    list_display = (
+        "pool",
+        "enabled",
+        "provider",
+        "capacity_type",
+        "max_nodes",
+        "resume_queue_depth",
+        "rent_queue_depth",
+        "calm_queue_depth",
+        "updated_at",
+    )
+    list_filter = ("enabled", "provider")
+    list_select_related = ("pool",)
+    readonly_fields = ("calm_since", "updated_at")
+
+
+@admin.register(ScalingDecision)
+class ScalingDecisionAdmin(ReadOnlyMixin, admin.ModelAdmin):
+    list_display = ("at", "pool", "action", "node", "ok", "reason", "error", "decided_by")
+    list_filter = ("pool", "action", "ok")
+    search_fields = ("node__name", "reason")
+    list_select_related = ("pool", "node", "decided_by")
+    date_hierarchy = "at"
+    show_full_result_count = False
+
+
+@admin.register(NodeEvent)
+class NodeEventAdmin(ReadOnlyMixin, admin.ModelAdmin):
+    list_display = ("at", "node", "state", "transition", "message")
+    list_filter = ("node__pool", "state", "transition")
+    search_fields = ("node__name",)
+    list_select_related = ("node",)
+    show_full_result_count = False

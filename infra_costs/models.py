@@ -51,6 +51,14 @@ class PoolRate(models.Model):
         validators=[MinValueValidator(Decimal(0))],
         help_text="Price of a stopped but leased node, if the provider charges one.",
     )
+    spot_hourly_rate_usd = models.DecimalField(
+        **USD_RATE,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(Decimal(0))],
+        help_text="Price of a running spot node, where the pool has spot capacity "
+        "(empty: spot nodes cost the hourly rate).",
+    )
     effective_from = models.DateTimeField()
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -86,18 +94,124 @@ class ScheduleSetPoint(models.Model):
         return f"{self.pool}: {self.cron} → {self.node_count} ({self.timezone})"
 
 
+class NodeState(models.TextChoices):
+    """Spec §7. `cold`: not rented ($0); `warm`: leased but stopped (the warm rate); `hot`:
+    running with its model loaded (the hourly rate); `serving`: hot and running jobs."""
+
+    COLD = "cold", "Cold"
+    WARM = "warm", "Warm"
+    HOT = "hot", "Hot"
+    SERVING = "serving", "Serving"
+
+
+class NodeTransition(models.TextChoices):
+    """A provider operation under way; a node in transition takes no work."""
+
+    NONE = "", "—"
+    RENTING = "renting", "Renting"
+    RESUMING = "resuming", "Resuming"
+    STOPPING = "stopping", "Stopping"
+    RELEASING = "releasing", "Releasing"
+
+
+class NodeHealth(models.TextChoices):
+    """What the provider last said of a running node (alerts: degraded warns, down is critical)."""
+
+    OK = "ok", "OK"
+    DEGRADED = "degraded", "Degraded"
+    DOWN = "down", "Down"
+
+
+class CapacityType(models.TextChoices):
+    ON_DEMAND = "on_demand", "On demand"
+    SPOT = "spot", "Spot"
+
+
+class RateKind(models.TextChoices):
+    """Which of the pool's rates an uptime interval is billed at."""
+
+    ON_DEMAND = "on_demand", "Hourly (on demand)"
+    SPOT = "spot", "Spot"
+    WARM = "warm", "Warm (stopped, leased)"
+
+
 class Node(models.Model):
-    """One GPU machine of a pool, known by its provider name."""
+    """One GPU machine of a pool, known by its provider name.
+
+    Nodes with a `provider` are managed by the fleet (`infra_costs.fleet`): their state moves
+    cold → warm → hot → serving through provider operations, and every change of what they are
+    billed at writes uptime (`billing_kind` since `billing_since` is the open interval). Nodes
+    without one are known from imports or static configuration only."""
 
     pool = models.ForeignKey(NodePool, on_delete=models.PROTECT, related_name="nodes")
     name = models.CharField(max_length=128, unique=True)
+    # Database defaults too: imports insert nodes with raw SQL (infra_costs.imports).
+    provider = models.CharField(
+        max_length=32,
+        blank=True,
+        default="",
+        db_default="",
+        help_text="The provider managing it; empty: not managed.",
+    )
+    provider_ref = models.CharField(max_length=128, blank=True, default="", db_default="")
+    capacity_type = models.CharField(
+        max_length=16,
+        choices=CapacityType.choices,
+        default=CapacityType.ON_DEMAND,
+        db_default=CapacityType.ON_DEMAND,
+    )
+    is_primary = models.BooleanField(
+        default=False, db_default=False, help_text="The autoscaler never stops a primary node."
+    )
+    state = models.CharField(
+        max_length=16, choices=NodeState.choices, default=NodeState.COLD, db_default="cold"
+    )
+    transition = models.CharField(
+        max_length=16,
+        choices=NodeTransition.choices,
+        default=NodeTransition.NONE,
+        db_default="",
+        blank=True,
+    )
+    transition_ready_at = models.DateTimeField(null=True, blank=True)
+    health = models.CharField(
+        max_length=16, choices=NodeHealth.choices, default=NodeHealth.OK, db_default="ok"
+    )
+    state_since = models.DateTimeField(null=True, blank=True)
+    last_busy_at = models.DateTimeField(null=True, blank=True)
+    slots = models.PositiveSmallIntegerField(
+        default=1, db_default=1, help_text="Jobs it runs at once (a batch counts as one)."
+    )
+    # Jobs running on it now: taken by one conditional UPDATE (`running_jobs < slots`), given
+    # back when a job ends, re-counted from the running GPU runs by the fleet tick.
+    running_jobs = models.PositiveSmallIntegerField(default=0, db_default=0, editable=False)
+    billing_kind = models.CharField(
+        max_length=16, choices=RateKind.choices, blank=True, default="", db_default=""
+    )
+    billing_since = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["pool", "name"]
+        indexes = [models.Index(fields=["pool", "state"], name="node_pool_state")]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(billing_kind="", billing_since__isnull=True)
+                | (~Q(billing_kind="") & Q(billing_since__isnull=False)),
+                name="node_billing_open_iff_kind",
+            ),
+        ]
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def managed(self) -> bool:
+        return bool(self.provider)
+
+    @property
+    def takes_work(self) -> bool:
+        return self.state in (NodeState.HOT, NodeState.SERVING) and not self.transition
 
 
 class UptimeSource(models.TextChoices):
@@ -114,6 +228,12 @@ class UptimeInterval(models.Model):
     ended_at = models.DateTimeField()
     source = models.CharField(
         max_length=16, choices=UptimeSource.choices, default=UptimeSource.IMPORTED
+    )
+    rate_kind = models.CharField(
+        max_length=16,
+        choices=RateKind.choices,
+        default=RateKind.ON_DEMAND,
+        db_default=RateKind.ON_DEMAND,
     )
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -200,3 +320,101 @@ class GpuRun(models.Model):
 
     def __str__(self) -> str:
         return f"{self.external_id} ({self.model_slug}, {self.status})"
+
+
+# --- The fleet: autoscaling policy, decisions and the node lifecycle log ----------------------
+
+
+class AutoscalePolicy(models.Model):
+    """How the autoscaler runs one pool (one row per pool, editable in admin). Defaults are
+    the plan of issue 11: resume a warm standby above 10 queued jobs, rent above 30 when none
+    is warm, stop to warm after 30 min under 3, release after 24 h warm, scale at once when a
+    priority job waits over 30 s, refuse free-tier submissions while the wait is over 60 s."""
+
+    pool = models.OneToOneField(NodePool, on_delete=models.CASCADE, related_name="autoscale")
+    enabled = models.BooleanField(default=True)
+    provider = models.CharField(max_length=32, default="simulated")
+    provider_config = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="Provider settings (simulated: rent_delay_s [min, max], resume_delay_s "
+        "[min, max], stop_delay_s, release_delay_s, model_load_s, rent_failure_rate, "
+        "resume_failure_rate, seed).",
+    )
+    capacity_type = models.CharField(
+        max_length=16, choices=CapacityType.choices, default=CapacityType.ON_DEMAND
+    )
+    max_nodes = models.PositiveIntegerField(default=8, help_text="Never more nodes leased.")
+    node_slots = models.PositiveSmallIntegerField(default=1, help_text="Jobs per node at once.")
+    resume_queue_depth = models.PositiveIntegerField(default=10)
+    rent_queue_depth = models.PositiveIntegerField(default=30)
+    calm_queue_depth = models.PositiveIntegerField(default=3)
+    calm_for_s = models.PositiveIntegerField(
+        default=1800, help_text="Queue under the calm depth this long → stop a node to warm."
+    )
+    warm_release_after_s = models.PositiveIntegerField(
+        default=86400, help_text="A node warm this long is released unless a spike is predicted."
+    )
+    priority_wait_s = models.PositiveIntegerField(
+        default=30, help_text="A pro or enterprise job waiting this long scales up at once."
+    )
+    free_tier_max_wait_s = models.PositiveIntegerField(
+        default=60, help_text="Free-tier submissions get server_busy while the wait is longer."
+    )
+    calm_since = models.DateTimeField(null=True, blank=True, editable=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name_plural = "autoscale policies"
+
+    def __str__(self) -> str:
+        return f"autoscale {self.pool}"
+
+
+class ScalingAction(models.TextChoices):
+    RESUME = "resume", "Resume a warm node"
+    RENT = "rent", "Rent a node"
+    STOP = "stop", "Stop a node to warm"
+    RELEASE = "release", "Release a warm node"
+    BLOCKED = "blocked", "Wanted to scale but could not"
+
+
+class ScalingDecision(models.Model):
+    """One decision of the autoscaler (or of staff), with the inputs it saw and why."""
+
+    pool = models.ForeignKey(NodePool, on_delete=models.CASCADE, related_name="decisions")
+    at = models.DateTimeField(db_index=True)
+    action = models.CharField(max_length=16, choices=ScalingAction.choices)
+    node = models.ForeignKey(
+        Node, null=True, blank=True, on_delete=models.SET_NULL, related_name="decisions"
+    )
+    reason = models.CharField(max_length=500)
+    inputs = models.JSONField(default=dict)
+    ok = models.BooleanField(default=True)
+    error = models.CharField(max_length=500, blank=True)
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-at", "-id"]
+        indexes = [models.Index(fields=["pool", "-at"], name="decision_pool_at")]
+
+    def __str__(self) -> str:
+        return f"{self.pool} {self.action} at {self.at:%Y-%m-%d %H:%M:%S}"
+
+
+class NodeEvent(models.Model):
+    """The lifecycle log of a managed node: every state or transition change."""
+
+    node = models.ForeignKey(Node, on_delete=models.CASCADE, related_name="events")
+    at = models.DateTimeField()
+    state = models.CharField(max_length=16, choices=NodeState.choices)
+    transition = models.CharField(max_length=16, choices=NodeTransition.choices, blank=True)
+    message = models.CharField(max_length=500, blank=True)
+
+    class Meta:
+        ordering = ["node", "at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.node} {self.state}{'/' + self.transition if self.transition else ''}"

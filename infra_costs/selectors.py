@@ -6,8 +6,8 @@ Same inputs and rules as the unit-cost report (`infra_costs.allocation`): per no
 intervals merged (overlaps count once) and clipped to the period; pools without measured uptime
 in the period use their schedule; busy = the union of the node's runs that finished in the
 period (starts clipped to the period), intersected with its uptime; cost = uptime × the rate in
-force. So per pool, the hours add up to the report's `uptime_hours`, `busy_hours` and
-`cost_usd`.
+force for the interval's kind (on-demand, spot or warm). So per pool, the hours add up to the
+report's `uptime_hours`, `busy_hours` and `cost_usd`.
 
 One set-based statement on PostgreSQL: one sweep per node over the start/end events of its
 uptime intervals and runs (running counts tell where the node is up, and where it is also
@@ -56,33 +56,40 @@ _SQL = """
 WITH bnd AS MATERIALIZED (
     SELECT %(b)s::timestamptz[] AS b
 ), raw_up AS (
-    SELECT node_id, pool_id, greatest(started_at, %(p0)s) AS s, least(ended_at, %(p1)s) AS e
+    SELECT node_id, pool_id, greatest(started_at, %(p0)s) AS s, least(ended_at, %(p1)s) AS e,
+           rate_kind AS k
     FROM {up_t} WHERE started_at < %(p1)s AND ended_at > %(p0)s
     UNION ALL
-    SELECT node_id, pool_id, s, e
+    SELECT node_id, pool_id, s, e, 'on_demand'
     FROM unnest(%(pn)s::bigint[], %(pp)s::bigint[], %(ps)s::timestamptz[], %(pe)s::timestamptz[])
          AS t(node_id, pool_id, s, e)
 ), node_pool AS MATERIALIZED (
     SELECT node_id, min(pool_id) AS pool_id FROM raw_up GROUP BY node_id
 ), ev AS (
-    SELECT node_id, s AS t, 1 AS du, 0 AS dr FROM raw_up
-    UNION ALL SELECT node_id, e, -1, 0 FROM raw_up
+    -- du counts uptime of any kind; dw / ds count the warm and spot intervals among them.
+    SELECT node_id, s AS t, 1 AS du, (k = 'warm')::int AS dw, (k = 'spot')::int AS ds, 0 AS dr
+    FROM raw_up
+    UNION ALL SELECT node_id, e, -1, -(k = 'warm')::int, -(k = 'spot')::int, 0 FROM raw_up
     UNION ALL
-    SELECT node_id, greatest(started_at, %(p0)s), 0, 1 FROM {run_t}
+    SELECT node_id, greatest(started_at, %(p0)s), 0, 0, 0, 1 FROM {run_t}
     WHERE finished_at >= %(p0)s AND finished_at < %(p1)s AND status = ANY(%(terminal)s)
       AND finished_at > greatest(started_at, %(p0)s)
     UNION ALL
-    SELECT node_id, finished_at, 0, -1 FROM {run_t}
+    SELECT node_id, finished_at, 0, 0, 0, -1 FROM {run_t}
     WHERE finished_at >= %(p0)s AND finished_at < %(p1)s AND status = ANY(%(terminal)s)
       AND finished_at > greatest(started_at, %(p0)s)
 ), seg AS MATERIALIZED (
     -- Between two consecutive event times of a node: how many of its uptime intervals and of
     -- its runs cover it (overlaps count once: only "> 0" matters).
-    SELECT node_id, t AS s, lead(t) OVER w AS e, sum(du) OVER w AS u, sum(dr) OVER w AS r
+    SELECT node_id, t AS s, lead(t) OVER w AS e, sum(du) OVER w AS u, sum(dr) OVER w AS r,
+           sum(dw) OVER w AS uw, sum(ds) OVER w AS us
     FROM ev
     WINDOW w AS (PARTITION BY node_id ORDER BY t)
 ), piece AS MATERIALIZED (
+    -- A segment is billed at the hourly (on-demand) rate when a non-warm, non-spot interval
+    -- covers it, else at the spot rate when a spot one does, else at the warm rate.
     SELECT np.pool_id, gs.i, seg.r > 0 AS busy,
+           CASE WHEN seg.u > seg.uw + seg.us THEN 'o' WHEN seg.us > 0 THEN 's' ELSE 'w' END AS k,
            extract(epoch FROM least(seg.e, bnd.b[gs.i + 1]) - greatest(seg.s, bnd.b[gs.i])) AS d
     FROM seg
     JOIN node_pool np USING (node_id)
@@ -91,21 +98,27 @@ WITH bnd AS MATERIALIZED (
                                        width_bucket(seg.e, bnd.b)) AS gs(i)
     WHERE seg.u > 0 AND seg.e > seg.s AND gs.i BETWEEN 1 AND %(n)s
 )
-SELECT pool_id, i, sum(d) AS up_s, coalesce(sum(d) FILTER (WHERE busy), 0) AS busy_s
+SELECT pool_id, i, sum(d) AS up_s, coalesce(sum(d) FILTER (WHERE busy), 0) AS busy_s,
+       coalesce(sum(d) FILTER (WHERE k = 's'), 0) AS spot_s,
+       coalesce(sum(d) FILTER (WHERE k = 'w'), 0) AS warm_s
 FROM piece
 WHERE d > 0
 GROUP BY pool_id, i
 """
 
 
-def _rates(bounds: list[datetime]) -> dict[int, list[Decimal | None]]:
-    """Per pool, the hourly rate in force in each slice [bounds[i], bounds[i+1]) (None before
-    its first rate: that time costs nothing, as in the report)."""
-    versions: dict[int, list[tuple[datetime, Decimal]]] = defaultdict(list)
-    for pool_id, f, rate in PoolRate.objects.order_by("pool_id", "effective_from").values_list(
-        "pool_id", "effective_from", "hourly_rate_usd"
+def _rates(bounds: list[datetime]) -> dict[int, list[tuple | None]]:
+    """Per pool, the rates in force in each slice [bounds[i], bounds[i+1]) as (hourly, warm,
+    spot) — None before its first rate: that time costs nothing, as in the report."""
+    versions: dict[int, list[tuple[datetime, tuple]]] = defaultdict(list)
+    for pool_id, f, *rates in PoolRate.objects.order_by("pool_id", "effective_from").values_list(
+        "pool_id",
+        "effective_from",
+        "hourly_rate_usd",
+        "warm_hourly_rate_usd",
+        "spot_hourly_rate_usd",
     ):
-        versions[pool_id].append((f, rate))
+        versions[pool_id].append((f, tuple(rates)))
     out = {}
     for pool_id, vs in versions.items():
         starts = [f for f, _ in vs]
@@ -114,6 +127,19 @@ def _rates(bounds: list[datetime]) -> dict[int, list[Decimal | None]]:
             for b in bounds[:-1]
         ]
     return out
+
+
+def _cost(rates: tuple | None, up_s: Decimal, spot_s: Decimal, warm_s: Decimal) -> Decimal:
+    """Seconds at each rate kind × that rate (docs/unit-costs.md "Rates by node state"):
+    on-demand at the hourly rate, spot at the spot rate (or hourly), warm at the warm rate
+    (or nothing)."""
+    if rates is None:
+        return ZERO
+    hourly, warm, spot = rates
+    x = (up_s - spot_s - warm_s) * hourly + spot_s * (hourly if spot is None else spot)
+    if warm is not None:
+        x += warm_s * warm
+    return x / HOUR
 
 
 def pool_hours(
@@ -155,13 +181,12 @@ def pool_hours(
         cur.execute(sql, params)
         rows = cur.fetchall()
     acc: dict[tuple[int, int], list[Decimal]] = defaultdict(lambda: [ZERO, ZERO, ZERO])
-    for pool_id, i, up_s, busy_s in rows:
+    for pool_id, i, up_s, busy_s, spot_s, warm_s in rows:
         rate = rates.get(pool_id, [None] * len(slice_hour))[i - 1]
         a = acc[(pool_id, slice_hour[i - 1])]
         a[0] += Decimal(up_s)
         a[1] += Decimal(busy_s)
-        if rate is not None:
-            a[2] += Decimal(up_s) * rate / HOUR
+        a[2] += _cost(rate, Decimal(up_s), Decimal(spot_s), Decimal(warm_s))
     tz = ZoneInfo(timezone)
     out = []
     for (pool_id, win), (up_s, busy_s, cost) in acc.items():
@@ -274,8 +299,9 @@ def idle_heatmap(
 
 @dataclass(frozen=True)
 class PoolFleet:
-    """One pool now: its nodes, how many are up (an open or current uptime interval), and the
-    hourly rate in force."""
+    """One pool now: its nodes, how many are up — an uptime interval covering now, or a
+    fleet-managed node billed at its running rate now — and how many are warm (managed, stopped
+    but leased), and the rates in force."""
 
     slug: str
     gpu_type: str
@@ -285,19 +311,25 @@ class PoolFleet:
     warm_hourly_rate_usd: Decimal | None
     rate_since: datetime | None
     set_points: int
+    nodes_warm: int = 0
 
     @property
     def cost_per_hour_usd(self) -> Decimal | None:
-        """What the nodes up now cost per hour at the rate in force."""
+        """What the nodes up (and warm) now cost per hour at the rates in force."""
         if self.hourly_rate_usd is None:
             return None
-        return self.hourly_rate_usd * self.nodes_up
+        return self.hourly_rate_usd * self.nodes_up + (self.warm_hourly_rate_usd or 0) * (
+            self.nodes_warm
+        )
 
 
 def fleet(*, now: datetime | None = None) -> list[PoolFleet]:
-    """Every pool with its node count, nodes up at `now` and current rate (four small queries)."""
+    """Every pool with its node count, nodes up and warm at `now` and current rate (five small
+    queries)."""
     from django.db.models import Count, Q
     from django.utils import timezone
+
+    from infra_costs.models import Node, RateKind
 
     now = now or timezone.now()
     pools = list(
@@ -306,12 +338,22 @@ def fleet(*, now: datetime | None = None) -> list[PoolFleet]:
             set_point_count=Count("set_points", filter=Q(set_points__active=True), distinct=True),
         ).order_by("slug")
     )
-    up = dict(
+    up_nodes: dict[int, set[int]] = defaultdict(set)
+    for pool_id, node_id in (
         UptimeInterval.objects.filter(started_at__lte=now, ended_at__gt=now)
-        .values("pool_id")
-        .annotate(n=Count("node_id", distinct=True))
-        .values_list("pool_id", "n")
-    )
+        .exclude(rate_kind=RateKind.WARM)
+        .values_list("pool_id", "node_id")
+        .distinct()
+    ):
+        up_nodes[pool_id].add(node_id)
+    warm: dict[int, int] = defaultdict(int)
+    for pool_id, node_id, kind in Node.objects.exclude(billing_kind="").values_list(
+        "pool_id", "id", "billing_kind"
+    ):
+        if kind == RateKind.WARM:
+            warm[pool_id] += 1
+        else:
+            up_nodes[pool_id].add(node_id)
     rates = {
         r.pool_id: r
         for r in PoolRate.objects.filter(effective_from__lte=now)
@@ -326,7 +368,8 @@ def fleet(*, now: datetime | None = None) -> list[PoolFleet]:
                 slug=pool.slug,
                 gpu_type=pool.gpu_type,
                 nodes=pool.node_count,
-                nodes_up=up.get(pool.pk, 0),
+                nodes_up=len(up_nodes.get(pool.pk, ())),
+                nodes_warm=warm.get(pool.pk, 0),
                 hourly_rate_usd=rate.hourly_rate_usd if rate else None,
                 warm_hourly_rate_usd=rate.warm_hourly_rate_usd if rate else None,
                 rate_since=rate.effective_from if rate else None,

@@ -177,13 +177,16 @@ def pool_rate_add(
     actor: Any,
     reason: str = "",
     warm_hourly_rate_usd: Decimal | None = None,
+    spot_hourly_rate_usd: Decimal | None = None,
 ) -> PoolRate:
-    """A new version of the pool's hourly rate per node from `effective_from` on. Versions are
-    never edited: a correction is another version."""
+    """A new version of the pool's hourly rate per node from `effective_from` on, with its
+    optional warm (stopped, leased) and spot rates. Versions are never edited: a correction is
+    another version."""
     rate = PoolRate.objects.create(
         pool=pool,
         hourly_rate_usd=hourly_rate_usd,
         warm_hourly_rate_usd=warm_hourly_rate_usd,
+        spot_hourly_rate_usd=spot_hourly_rate_usd,
         effective_from=effective_from,
         created_by=actor if getattr(actor, "is_authenticated", False) else None,
         reason=reason,
@@ -198,6 +201,9 @@ def pool_rate_add(
             "warm_hourly_rate_usd": None
             if warm_hourly_rate_usd is None
             else str(warm_hourly_rate_usd),
+            "spot_hourly_rate_usd": None
+            if spot_hourly_rate_usd is None
+            else str(spot_hourly_rate_usd),
             "effective_from": effective_from.isoformat(),
             "reason": reason,
         },

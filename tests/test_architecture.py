@@ -12,7 +12,15 @@ import pytest
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 LINT_IMPORTS = Path(sys.executable).parent / "lint-imports"
-PACKAGES = ("config", "accounts", "credits", "generations", "infra_costs", "devtools")
+PACKAGES = (
+    "config",
+    "accounts",
+    "credits",
+    "generations",
+    "infra_costs",
+    "operations",
+    "devtools",
+)
 
 
 def lint_imports(cwd: Path) -> subprocess.CompletedProcess:

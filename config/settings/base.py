@@ -42,6 +42,7 @@ INSTALLED_APPS = [
     "credits",
     "generations",
     "infra_costs",
+    "operations",
 ]
 
 MIDDLEWARE = [
@@ -165,6 +166,9 @@ SIGNUP_REQUESTS_PER_ADDRESS_PER_HOUR = env.int("SIGNUP_REQUESTS_PER_ADDRESS_PER_
 # Proxies in front of the app that append the client's address to X-Forwarded-For (0: the client
 # address is the connection's, REMOTE_ADDR). Used for per-address limits such as the login's.
 TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
+# GET /metrics (docs/operations.md): staff sessions, or `Authorization: Bearer <this>` for the
+# Prometheus scraper. Empty: token access is off (staff only).
+METRICS_TOKEN = env("METRICS_TOKEN", default="")
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -412,4 +416,19 @@ CELERY_BEAT_SCHEDULE["generations-reap"] = {
     "task": "generations.tasks.reap_jobs",
     "schedule": 30.0,
     "options": {"expires": 25},
+}
+# Alert rules (operations.alerts): measured every minute; emails to staff on open/escalation.
+CELERY_BEAT_SCHEDULE["operations-evaluate-alerts"] = {
+    "task": "operations.tasks.evaluate_alerts",
+    "schedule": 60.0,
+    "options": {"expires": 55},
+}
+# The GPU fleet (infra_costs.fleet, operations.fleet): every FLEET_TICK_S the tick completes
+# provider operations, takes one autoscaling decision per pool with an enabled AutoscalePolicy
+# and dispatches waiting jobs to free node slots. Pools without a policy are not managed.
+FLEET_TICK_S = env.float("FLEET_TICK_S", default=10.0)
+CELERY_BEAT_SCHEDULE["operations-fleet-tick"] = {
+    "task": "operations.tasks.fleet_tick",
+    "schedule": FLEET_TICK_S,
+    "options": {"expires": max(1.0, FLEET_TICK_S - 1)},
 }

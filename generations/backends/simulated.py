@@ -4,7 +4,10 @@ and the tests (which make it instant with GENERATIONS_SIMULATED_SPEEDUP=0).
 
 `backend_config` keys: `mean_s` (mean service time, default 2.0), `sigma` (log-normal shape,
 default 0.25), `cold_start_s` (default 0), `idle_before_cold_s` (default 300),
-`failure_rate` (0–1, default 0), `output_type` (image, audio, video, 3d; default image). The
+`failure_rate` (0–1, default 0), `output_type` (image, audio, video, 3d; default image),
+`batch_size` (jobs of compatible params run in one call, default 1: see
+`generations.services.batching`) and `batch_marginal` (a batch takes its longest job's time
+plus this share of each other job's, default 0.3). The
 result's `url` is the job's output file (`/api/v1/generations/<id>/output/<id>.<ext>`, a
 placeholder of the type made on the fly, served to the job's organization only). Prompts
 containing `[fail]` fail (not the customer's fault) and `[reject]` are refused as the
@@ -44,25 +47,26 @@ class SimulatedBackend:
         index = zlib.crc32(request.job_id.encode()) % nodes + 1
         return f"{request.pool_slug}-sim-{index}"
 
-    def run(self, request: RunRequest, *, node: str) -> RunResult:
+    def _service_s(self, request: RunRequest) -> tuple[float, random.Random]:
         config = request.backend_config
-        speedup = float(settings.GENERATIONS_SIMULATED_SPEEDUP)
         rng = random.Random(request.params.get("seed", request.job_id))
         mean = float(config.get("mean_s", 2.0))
         sigma = float(config.get("sigma", 0.25))
-        service = rng.lognormvariate(math.log(max(mean, 1e-6)) - sigma**2 / 2, sigma)
+        return rng.lognormvariate(math.log(max(mean, 1e-6)) - sigma**2 / 2, sigma), rng
+
+    def _cold_s(self, config: dict, node: str) -> float:
         now = time.monotonic()
         with _lock:
             last = _last_run.get(node)
             _last_run[node] = now
-        cold = 0.0
         if last is None or now - last > float(config.get("idle_before_cold_s", 300)):
-            cold = float(config.get("cold_start_s", 0))
-        delay = (service + cold) * speedup
-        if delay > request.timeout_s:
-            time.sleep(request.timeout_s)
-            raise BackendError("Timed out.", code="timeout", node=node)
-        time.sleep(delay)
+            return float(config.get("cold_start_s", 0))
+        return 0.0
+
+    def _outcome(
+        self, request: RunRequest, node: str, service: float, cold: float, rng: random.Random
+    ) -> RunResult:
+        config = request.backend_config
         prompt = str(request.params.get("prompt", ""))
         if "[reject]" in prompt:
             raise BackendError(
@@ -84,3 +88,38 @@ class SimulatedBackend:
             },
             node=node,
         )
+
+    def run(self, request: RunRequest, *, node: str) -> RunResult:
+        speedup = float(settings.GENERATIONS_SIMULATED_SPEEDUP)
+        service, rng = self._service_s(request)
+        cold = self._cold_s(request.backend_config, node)
+        delay = (service + cold) * speedup
+        if delay > request.timeout_s:
+            time.sleep(request.timeout_s)
+            raise BackendError("Timed out.", code="timeout", node=node)
+        time.sleep(delay)
+        return self._outcome(request, node, service, cold, rng)
+
+    def run_batch(self, requests: list[RunRequest], *, node: str) -> list[RunResult | BackendError]:
+        """One call for a batch: the longest job's time plus `batch_marginal` (default 0.3) of
+        each other job's — a GPU runs a batch in well under the sum of its jobs. One result
+        per request, in order; a job's own failure fails only that job."""
+        config = requests[0].backend_config
+        marginal = float(config.get("batch_marginal", 0.3))
+        draws = [self._service_s(r) for r in requests]
+        services = sorted(s for s, _ in draws)
+        batch_s = services[-1] + marginal * sum(services[:-1])
+        cold = self._cold_s(config, node)
+        delay = (batch_s + cold) * float(settings.GENERATIONS_SIMULATED_SPEEDUP)
+        timeout = min(r.timeout_s for r in requests)
+        if delay > timeout:
+            time.sleep(timeout)
+            raise BackendError("Timed out.", code="timeout", node=node)
+        time.sleep(delay)
+        results: list[RunResult | BackendError] = []
+        for request, (service, rng) in zip(requests, draws, strict=True):
+            try:
+                results.append(self._outcome(request, node, service, cold, rng))
+            except BackendError as exc:
+                results.append(exc)
+        return results

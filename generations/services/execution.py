@@ -12,9 +12,11 @@ import logging
 import threading
 from datetime import datetime, timedelta
 from decimal import Decimal
+from functools import partial
 
 from django.conf import settings
 from django.db import connection, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from config.web.formats import format_credits
@@ -22,7 +24,9 @@ from credits.models import HoldStatus
 from credits.services import hold_capture, hold_extend, hold_release
 from generations.backends import BackendError, RunRequest, get_backend
 from generations.models import Job, JobStatus
+from generations.services import batching
 from generations.services.events import job_event_add
+from infra_costs import fleet
 from infra_costs import services as infra_costs_services
 from infra_costs.models import RunStatus
 
@@ -66,18 +70,32 @@ def _claim(job_id, *, worker: str, now: datetime):
         backend_config=job.model.backend_config or {},
         timeout_s=job.model.max_runtime_s,
     )
-    try:
-        node = backend.pick_node(request)
-    except BackendError as exc:  # e.g. no node configured for the pool: fail, don't loop
-        job_fail(
-            job, code=exc.code, message=exc.message, customer_fault=False, now=now, worker=worker
-        )
-        return None, "failed"
+    managed = fleet.pool_policy(job.model.pool_id) is not None
+    if managed:
+        # A fleet-managed pool: only a hot node with a free slot takes the job; with none,
+        # the job stays queued and is dispatched again when a node frees up or turns hot.
+        node = fleet.node_acquire(pool_id=job.model.pool_id, now=now)
+        if node is None:
+            return None, "waiting for a node"
+    else:
+        try:
+            node = backend.pick_node(request)
+        except BackendError as exc:  # e.g. no node configured for the pool: fail, don't loop
+            job_fail(
+                job,
+                code=exc.code,
+                message=exc.message,
+                customer_fault=False,
+                now=now,
+                worker=worker,
+            )
+            return None, "failed"
     if job.hold_id and not hold_extend(
         hold=job.hold, until=now + timedelta(seconds=settings.CREDITS_HOLD_TIMEOUT_S)
     ):
         # The hold was swept as stale (or released) while the job waited: running it now would
-        # do GPU work that can never be charged.
+        # do GPU work that can never be charged. (A node slot taken above is given back by the
+        # rollback-free path: no GPU run was recorded, so `node_free` puts the node back.)
         job_fail(
             job,
             code="hold_expired",
@@ -86,6 +104,8 @@ def _claim(job_id, *, worker: str, now: datetime):
             now=now,
             worker=worker,
         )
+        if managed:
+            _node_freed(node, now)
         return None, "failed"
     job.status = JobStatus.RUNNING
     job.attempts += 1
@@ -114,20 +134,24 @@ def _claim(job_id, *, worker: str, now: datetime):
 
 class _Heartbeat:
     """Extends a running job's lease while its backend call blocks, so a dead worker is
-    noticed within GENERATIONS_LEASE_S and a live slow one never is."""
+    noticed within GENERATIONS_LEASE_S and a live slow one never is. `also`: the other
+    (job id, attempt) pairs of a batch run in the same call."""
 
-    def __init__(self, job_id, attempt: int):
-        self.job_id, self.attempt = job_id, attempt
+    def __init__(self, job_id, attempt: int, also: tuple = ()):
+        self.jobs = [(job_id, attempt), *also]
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._beat, daemon=True)
 
     def _beat(self) -> None:
         interval = max(0.5, settings.GENERATIONS_LEASE_S / 3)
+        which = Q()
+        for job_id, attempt in self.jobs:
+            which |= Q(pk=job_id, attempts=attempt)
         try:
             while not self.stop.wait(interval):
-                Job.objects.filter(
-                    pk=self.job_id, status=JobStatus.RUNNING, attempts=self.attempt
-                ).update(lease_expires_at=_lease(timezone.now()))
+                Job.objects.filter(which, status=JobStatus.RUNNING).update(
+                    lease_expires_at=_lease(timezone.now())
+                )
         finally:
             connection.close()
 
@@ -149,6 +173,12 @@ def generation_run(*, job_id, worker: str = "") -> str:
     if claimed is None:
         return why
     job, backend, request = claimed
+    batch_size = batching.batch_size(job.model)
+    if batch_size > 1 and hasattr(backend, "run_batch"):
+        with transaction.atomic(durable=True):
+            mates = batching.mates_claim(job, limit=batch_size - 1, worker=worker)
+        if mates:
+            return batching.batch_run(job, request, mates, backend=backend, worker=worker)
     attempt = job.attempts
     outcome = None
     error: BackendError | None = None
@@ -196,6 +226,7 @@ def _finish(job_id, *, attempt: int, outcome, error: BackendError | None, worker
             finished_at=finished,
             started_at=outcome.started_at,
         )
+        _node_freed(job.node, now)
         job_event_add(
             job,
             JobStatus.SUCCEEDED,
@@ -218,7 +249,20 @@ def _finish(job_id, *, attempt: int, outcome, error: BackendError | None, worker
         finished_at=min(error.finished_at or now, now),
         started_at=error.started_at,
     )
+    _node_freed(job.node, now)
     return "failed"
+
+
+def _node_freed(node: str, now: datetime) -> None:
+    """A job left its node (in the caller's transaction, after its GPU run closed): a managed
+    node goes back to hot when idle, and after commit its pool's waiting jobs are dispatched."""
+    if not node:
+        return
+    pool_id = fleet.node_free(node_name=node, now=now)
+    if pool_id is not None:
+        from generations.services.dispatch import jobs_dispatch_waiting
+
+        transaction.on_commit(partial(jobs_dispatch_waiting, pool_ids=[pool_id]))
 
 
 def job_fail(
@@ -275,6 +319,7 @@ def job_worker_lost(job: Job, *, now: datetime, worker: str = "") -> bool:
         status=RunStatus.FAILED,
         finished_at=lapsed_at,
     )
+    _node_freed(job.node, now)
     limit = settings.GENERATIONS_MAX_ATTEMPTS
     if attempt >= limit:
         job_fail(

@@ -25,6 +25,9 @@ def jobs_reap(*, now: datetime | None = None) -> dict[str, int]:
     horizon = now - timedelta(seconds=settings.GENERATIONS_REQUEUE_AFTER_S)
     stale_queued = list(
         Job.objects.filter(status=JobStatus.QUEUED, enqueued_at__lt=horizon)
+        # Fleet-managed pools' waiting jobs are dispatched by the fleet tick when a node is
+        # free; republishing them here would reset the wait the autoscaler measures.
+        .exclude(model__pool__autoscale__enabled=True)
         .select_related("model__pool")
         .order_by("priority", "created_at")[:1000]
     )

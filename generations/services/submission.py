@@ -29,6 +29,7 @@ from generations.models import AIModel, Job, JobStatus
 from generations.selectors import model_params_schema, rate_current
 from generations.services.events import job_event_add
 from generations.validation import SEED_MAX, SEED_MIN, params_errors, truncated
+from infra_costs import fleet
 
 logger = logging.getLogger(__name__)
 
@@ -126,6 +127,23 @@ def _server_busy(*, organization: Organization, model: AIModel) -> None:
     plan = organization.subscription.plan
     if plan.queue_priority != QueuePriority.LOW or model.pool_id is None:
         return
+    policy = fleet.pool_policy(model.pool_id)
+    if policy is not None:
+        # A fleet-managed pool refuses free-tier work while its oldest job waits too long.
+        oldest = (
+            Job.objects.filter(model__pool_id=model.pool_id, status=JobStatus.QUEUED)
+            .order_by("enqueued_at")
+            .values_list("enqueued_at", flat=True)
+            .first()
+        )
+        wait = (timezone.now() - oldest).total_seconds() if oldest else 0
+        if wait > policy.free_tier_max_wait_s:
+            retry = settings.GENERATIONS_SERVER_BUSY_RETRY_AFTER_S
+            raise ServerBusy(
+                f"{model.name} is busy: jobs are waiting over {policy.free_tier_max_wait_s} s. "
+                f"Retry in {retry} s, or upgrade for priority access.",
+                headers={"Retry-After": str(retry)},
+            )
     queued = Job.objects.filter(model__pool_id=model.pool_id, status=JobStatus.QUEUED).count()
     if queued >= settings.GENERATIONS_FREE_TIER_MAX_QUEUED:
         retry = settings.GENERATIONS_SERVER_BUSY_RETRY_AFTER_S

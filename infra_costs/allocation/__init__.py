@@ -12,15 +12,18 @@ The method (fixed by the spec — external checks recompute the same numbers):
   (`infra_costs.schedule`); a pool with neither has no uptime.
 * Jobs of the period: GPU runs that *finished* in `[start, end)`, clipped to start at the
   period's start. Succeeded, failed and cancelled runs are busy time; only succeeded ones weigh.
-* Per pool and window: `cost` = uptime seconds × rate / 3600; `busy` = Σ per node of the union
-  of its jobs ∩ its uptime; per model `weight` = its succeeded jobs' seconds in the window.
+* Per pool and window: `cost` = Σ over rate kinds of uptime seconds of that kind × that kind's
+  rate / 3600 (`on_demand`: the hourly rate; `spot`: the spot rate, else the hourly rate;
+  `warm`: the warm rate, else $0 — `method.kind_rate`); `busy` = Σ per node of the union of its
+  jobs ∩ its uptime (all kinds); per model `weight` = its succeeded jobs' seconds in the window.
   A model's `allocated` = Σ_w cost · weight / Σ weight; a window's cost with no weight is the
   pool's *unallocated* cost.
 * Fully loaded = allocated + the pool's unallocated cost split by the models' allocated cost
   on the pool (by their weight if that is all zero); a pool with no succeeded job in the
   period leaves its unallocated cost *unattributed*.
-* Active cost = a succeeded job's seconds × rate (no idle). Idle policy `separate`: models get
-  their active cost only; each pool's rest (idle, failed jobs) is one idle line.
+* Active cost = a succeeded job's seconds × the hourly (on-demand) rate (no idle). Idle
+  policy `separate`: models get their active cost only; each pool's rest (idle, failed jobs)
+  is one idle line.
 
 The engine is set-based SQL on PostgreSQL (`sql.raw_aggregates`: temp tables, window
 functions, `width_bucket` over the slice boundaries; no loop over jobs). Money is exact

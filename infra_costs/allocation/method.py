@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from infra_costs.allocation.windows import Inputs
+from infra_costs.models import RateKind
 
 ZERO = Decimal(0)
 HOUR = Decimal(3600)
@@ -53,25 +54,45 @@ def exact_seconds(value) -> Decimal:
     return Decimal(micro) / Decimal(1_000_000)
 
 
+def kind_rate(
+    kind: str, hourly: Decimal | None, spot: Decimal | None, warm: Decimal | None
+) -> Decimal | None:
+    """The hourly price of uptime of `kind` under one rate version (None: no version in force).
+
+    `on_demand`: the hourly rate; `spot`: the spot rate, or the hourly rate when the pool has
+    none; `warm`: the warm rate, or $0 when the pool has none (a stopped node costs nothing
+    unless the provider charges for it) — so warm time is never unpriced.
+    """
+    if kind == RateKind.WARM:
+        return warm if warm is not None else ZERO
+    if kind == RateKind.SPOT and spot is not None and hourly is not None:
+        return spot
+    return hourly
+
+
 def allocate(
     raw: Raw,
     inp: Inputs,
     up_pw: dict,
     weight: dict,
-    rate: Callable[[int, int], Decimal | None],
+    rate: Callable[[int, int, str], Decimal | None],
 ) -> None:
     """Cost, allocation and active cost from exact per-slice aggregates. A loop over
-    (pool | model, pool) × slice, never over jobs.
+    (pool | model, pool) × slice × rate kind, never over jobs.
 
-    `up_pw`: (pool, slice) → uptime seconds; `weight`: (model, pool, slice) → seconds of
-    succeeded runs; `rate(pool, slice)` → hourly rate or None. Products seconds × rate are
-    exact; each division is done once, late, at 50 significant digits.
+    `up_pw`: (pool, slice, rate kind) → uptime seconds; `weight`: (model, pool, slice) →
+    seconds of succeeded runs; `rate(pool, slice, kind)` → hourly rate of that kind
+    (`kind_rate`), or None when no rate is in force. A pool's cost per window is Σ over kinds
+    of seconds × that kind's rate; its `uptime_s` counts every kind (warm time is paid and
+    unused: idle); `unpriced_s` only on-demand and spot seconds with no rate in force. A job's
+    active cost is at the on-demand hourly rate, whatever the node was billed at. Products
+    seconds × rate are exact; each division is done once, late, at 50 significant digits.
     """
     win_of = inp.slice_window
     cost_x: dict[tuple[int, int], Decimal] = defaultdict(Decimal)  # (pool, window) → Σ s × $/h
-    for (pool_id, i), secs in up_pw.items():
+    for (pool_id, i, kind), secs in up_pw.items():
         pool = raw.pools.setdefault(pool_id, RawPool())
-        r = rate(pool_id, i)
+        r = rate(pool_id, i, kind)
         pool.uptime_s += secs
         if r is None:
             pool.unpriced_s += secs
@@ -84,7 +105,7 @@ def allocate(
         w_mpw[(model, pool_id, win_of[i])] += secs
         w_pw[(pool_id, win_of[i])] += secs
         raw.model_pool.setdefault((model, pool_id), RawModelPool()).weight_s += secs
-        r = rate(pool_id, i)
+        r = rate(pool_id, i, RateKind.ON_DEMAND)
         if r is None:
             raw.pools.setdefault(pool_id, RawPool()).unpriced_s += secs
         else:

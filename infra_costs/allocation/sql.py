@@ -9,17 +9,19 @@ from typing import Any
 
 from django.db import connection, transaction
 
-from infra_costs.allocation.method import Raw, RawPool, allocate, exact_seconds
+from infra_costs.allocation.method import Raw, RawPool, allocate, exact_seconds, kind_rate
 from infra_costs.allocation.windows import Inputs
 from infra_costs.models import (
     TERMINAL_RUN_STATUSES,
     GpuRun,
     Node,
     PoolRate,
+    RateKind,
     UptimeInterval,
 )
 
 _TEMP = ("_uc_slices", "_uc_rates", "_uc_up", "_uc_up_sl", "_uc_g", "_uc_jw")
+_NO_RATE = (None, None, None)
 
 
 def _spread(table: str, keys: str) -> str:
@@ -117,8 +119,11 @@ def _helper_busy(conn_params: dict, snapshot: str, sql: str, params: dict) -> li
 def raw_aggregates(inp: Inputs) -> Raw:
     """The engine. Steps (temp tables, dropped at the end):
 
-    1. slices (windows cut at rate changes) and the rate of each pool in each slice;
-    2. uptime islands per node (overlaps merged) and uptime per (pool, slice);
+    1. slices (windows cut at rate changes) and the rates of each pool in each slice (hourly,
+       spot and warm: the version in force);
+    2. uptime islands per (node, rate kind) (overlaps of one node of one kind merged) and
+       uptime per (pool, slice, kind), which the cost is made of; the busy pass gets the
+       islands merged again per node over all kinds (a job runs in whatever uptime there is);
     3. the weights: one hash aggregation of the period's runs by model, pool and (first slice,
        last slice), counting each final status — then spread over slices (few runs cross a
        bound);
@@ -168,65 +173,86 @@ def raw_aggregates(inp: Inputs) -> Raw:
             """,
             {"s": b[:-1], "e": b[1:], "w": inp.slice_window},
         )
-        # 1. The rate in force in each slice of each pool (none before its first rate).
+        # 1. The rates in force in each slice of each pool (none before its first rate).
         cur.execute(
             f"""
             CREATE TEMP TABLE _uc_rates ON COMMIT DROP AS
             WITH r AS (
-                SELECT pool_id, hourly_rate_usd AS rate, effective_from AS f,
+                SELECT pool_id, hourly_rate_usd AS rate, spot_hourly_rate_usd AS spot,
+                       warm_hourly_rate_usd AS warm, effective_from AS f,
                        lead(effective_from) OVER (PARTITION BY pool_id ORDER BY effective_from) AS t
                 FROM {rate_t}
             )
-            SELECT r.pool_id, sl.i, r.rate
+            SELECT r.pool_id, sl.i, r.rate, r.spot, r.warm
             FROM r JOIN _uc_slices sl ON sl.s >= r.f AND (r.t IS NULL OR sl.s < r.t)
             WHERE r.f < %(p1)s AND (r.t IS NULL OR r.t > %(p0)s)
             """,
             params,
         )
-        # 2. Uptime islands per node: measured intervals (and planned ones of schedule pools),
-        # clipped to the period, overlaps merged (gaps and islands over a running maximum).
+        # 2. Uptime islands per (node, rate kind): measured intervals (and planned ones of
+        # schedule pools, on demand), clipped to the period, overlaps merged (gaps and islands
+        # over a running maximum).
         cur.execute(
             f"""
             CREATE TEMP TABLE _uc_up ON COMMIT DROP AS
             WITH raw AS (
-                SELECT u.node_id, u.pool_id, greatest(u.started_at, %(p0)s) AS s,
-                       least(u.ended_at, %(p1)s) AS e
+                SELECT u.node_id, u.pool_id, u.rate_kind AS kind,
+                       greatest(u.started_at, %(p0)s) AS s, least(u.ended_at, %(p1)s) AS e
                 FROM {up_t} u WHERE u.started_at < %(p1)s AND u.ended_at > %(p0)s
                 UNION ALL
-                SELECT node_id, pool_id, s, e
+                SELECT node_id, pool_id, %(planned_kind)s, s, e
                 FROM unnest(%(pn)s::bigint[], %(pp)s::bigint[], %(ps)s::timestamptz[],
                             %(pe)s::timestamptz[]) AS t(node_id, pool_id, s, e)
             ), m AS (
-                SELECT node_id, pool_id, s, e,
-                       max(e) OVER (PARTITION BY node_id ORDER BY s
+                SELECT node_id, pool_id, kind, s, e,
+                       max(e) OVER (PARTITION BY node_id, kind ORDER BY s
                                     ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS pm
                 FROM raw
             ), g AS (
-                SELECT node_id, pool_id, s, e,
+                SELECT node_id, pool_id, kind, s, e,
                        count(*) FILTER (WHERE pm IS NULL OR s > pm)
-                           OVER (PARTITION BY node_id ORDER BY s ROWS UNBOUNDED PRECEDING) AS grp
+                           OVER (PARTITION BY node_id, kind ORDER BY s
+                                 ROWS UNBOUNDED PRECEDING) AS grp
                 FROM m
             )
-            SELECT node_id, min(pool_id) AS pool_id, min(s) AS s, max(e) AS e
-            FROM g GROUP BY node_id, grp
+            SELECT node_id, kind, min(pool_id) AS pool_id, min(s) AS s, max(e) AS e
+            FROM g GROUP BY node_id, kind, grp
             """,
-            params,
+            {**params, "planned_kind": RateKind.ON_DEMAND.value},
         )
         cur.execute(
             """
             CREATE TEMP TABLE _uc_up_sl ON COMMIT DROP AS
-            SELECT u.pool_id, gs.i,
+            SELECT u.pool_id, gs.i, u.kind,
                    sum(least(u.e, (%(b)s::timestamptz[])[gs.i + 1])
                        - greatest(u.s, (%(b)s::timestamptz[])[gs.i])) AS d
             FROM _uc_up u
             CROSS JOIN LATERAL generate_series(width_bucket(u.s, %(b)s::timestamptz[]),
                                                width_bucket(u.e, %(b)s::timestamptz[])) gs(i)
-            GROUP BY u.pool_id, gs.i
+            GROUP BY u.pool_id, gs.i, u.kind
             """,
             params,
         )
-        # 4. Busy per node — started first so that it overlaps with the weights.
-        cur.execute("SELECT node_id, s, e FROM _uc_up ORDER BY node_id, s")
+        # 4. Busy per node — started first so that it overlaps with the weights. Its islands:
+        # the (node, kind) ones merged again per node, over all kinds.
+        cur.execute(
+            """
+            SELECT node_id, min(s), max(e)
+            FROM (
+                SELECT node_id, s, e,
+                       count(*) FILTER (WHERE pm IS NULL OR s > pm)
+                           OVER (PARTITION BY node_id ORDER BY s ROWS UNBOUNDED PRECEDING) AS grp
+                FROM (
+                    SELECT node_id, s, e,
+                           max(e) OVER (PARTITION BY node_id ORDER BY s
+                                        ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS pm
+                    FROM _uc_up
+                ) m
+            ) g
+            GROUP BY node_id, grp
+            ORDER BY node_id, 2
+            """
+        )
         islands = cur.fetchall()
         busy_sql = _busy_sql()
         busy_params = {
@@ -296,10 +322,12 @@ def raw_aggregates(inp: Inputs) -> Raw:
             if runs - inside > 0:
                 raw.outside.append((pool_id, node_id, runs - inside))
         # 5. Exact per-slice aggregates; cost and allocation in `method.allocate`.
-        cur.execute("SELECT pool_id, i, rate FROM _uc_rates")
-        rates = {(pool_id, i - 1): r for pool_id, i, r in cur.fetchall()}
-        cur.execute("SELECT pool_id, i, extract(epoch FROM d) FROM _uc_up_sl WHERE d > '0'")
-        up_pw = {(pool_id, i - 1): exact_seconds(secs) for pool_id, i, secs in cur.fetchall()}
+        cur.execute("SELECT pool_id, i, rate, spot, warm FROM _uc_rates")
+        rates = {(pool_id, i - 1): tuple(r) for pool_id, i, *r in cur.fetchall()}
+        cur.execute("SELECT pool_id, i, kind, extract(epoch FROM d) FROM _uc_up_sl WHERE d > '0'")
+        up_pw = {
+            (pool_id, i - 1, kind): exact_seconds(secs) for pool_id, i, kind, secs in cur.fetchall()
+        }
         cur.execute("SELECT model, pool_id, i, extract(epoch FROM d) FROM _uc_jw WHERE d > '0'")
         weight = {
             (m, pool_id, i - 1): exact_seconds(secs) for m, pool_id, i, secs in cur.fetchall()
@@ -315,5 +343,11 @@ def raw_aggregates(inp: Inputs) -> Raw:
             raw.pools.setdefault(pool_id, RawPool()).jobs += sum(int(n) for n in ns)
         for t in _TEMP:
             cur.execute(f"DROP TABLE IF EXISTS pg_temp.{t}")
-    allocate(raw, inp, up_pw, weight, lambda pool_id, i: rates.get((pool_id, i)))
+    allocate(
+        raw,
+        inp,
+        up_pw,
+        weight,
+        lambda pool_id, i, kind: kind_rate(kind, *rates.get((pool_id, i), _NO_RATE)),
+    )
     return raw

@@ -9,7 +9,16 @@ from django.db import connection
 from infra_costs.imports.checks import add_errors, check_uptime, checked, finish
 from infra_costs.imports.results import ImportResult
 from infra_costs.imports.rows import NumberedRows
-from infra_costs.models import Node, NodePool, UptimeInterval, UptimeSource
+from infra_costs.models import (
+    CapacityType,
+    Node,
+    NodeHealth,
+    NodePool,
+    NodeState,
+    RateKind,
+    UptimeInterval,
+    UptimeSource,
+)
 from infra_costs.progress import Progress
 
 UPTIME_COLUMNS = ("node", "pool", "started_at", "ended_at")
@@ -104,23 +113,32 @@ def copy_uptime(
         accepted = cur.fetchone()[0]
         cur.execute(
             f"""
-            INSERT INTO {node_t} (name, pool_id, created_at)
-            SELECT DISTINCT ON (t.node) t.node, p.id, now()
+            INSERT INTO {node_t} (name, pool_id, provider, provider_ref, capacity_type,
+                                  is_primary, state, transition, health, slots, billing_kind,
+                                  created_at)
+            SELECT DISTINCT ON (t.node) t.node, p.id, '', '', %(on_demand)s, false, %(cold)s,
+                   '', %(ok)s, 1, '', now()
             FROM {_UPTIME_TMP} t JOIN {pool_t} p ON p.slug = t.pool
             WHERE NOT EXISTS (SELECT 1 FROM {node_t} n WHERE n.name = t.node)
             ORDER BY t.node, t.line
             ON CONFLICT (name) DO NOTHING
-            """
+            """,
+            {
+                "on_demand": CapacityType.ON_DEMAND.value,
+                "cold": NodeState.COLD.value,
+                "ok": NodeHealth.OK.value,
+            },
         )
         new_nodes = cur.rowcount
         cur.execute(
             f"""
-            INSERT INTO {up_t} (node_id, pool_id, started_at, ended_at, source, created_at)
-            SELECT n.id, n.pool_id, t.started_at, t.ended_at, %s, now()
+            INSERT INTO {up_t} (node_id, pool_id, started_at, ended_at, source, rate_kind,
+                                created_at)
+            SELECT n.id, n.pool_id, t.started_at, t.ended_at, %s, %s, now()
             FROM {_UPTIME_TMP} t JOIN {node_t} n ON n.name = t.node
             ON CONFLICT (node_id, started_at, ended_at) DO NOTHING
             """,
-            [UptimeSource.IMPORTED],
+            [UptimeSource.IMPORTED, RateKind.ON_DEMAND.value],
         )
         result.imported = cur.rowcount
         result.already_present = accepted - result.imported

@@ -64,6 +64,10 @@ def wait(pred, timeout=90):
         time.sleep(0.1)
     return False
 
+# The demo's pools are fleet-managed; a100 is served statically here (the worker's Redis
+# priorities are what this part checks), l4 through the fleet below.
+from infra_costs.models import AutoscalePolicy
+AutoscalePolicy.objects.filter(pool__slug="a100").update(enabled=False)
 free_orgs = [make_org(plan="free") for i in range(4)]
 paid_org = make_org(plan="studio")  # before timing starts: creating users hashes passwords
 account = CreditAccount.objects.get(organization=paid_org)
@@ -87,6 +91,22 @@ out["paid_charged"] = str(before - account.balance)
 out["captures"] = LedgerEntry.objects.filter(
     hold_id=paid_job.hold_id, kind=EntryKind.CAPTURE
 ).count()
+# The fleet: the tick rents l4 nodes up to the schedule's floor (delays shortened here), and
+# a job runs only once one of them is hot.
+from operations.fleet import fleet_tick
+AutoscalePolicy.objects.filter(pool__slug="l4").update(
+    provider_config={"rent_delay_s": [1, 1], "model_load_s": 0}
+)
+fleet_job = services.generation_submit(
+    organization=paid_org, model_slug="sdxl", params={"prompt": "fleet"}
+)[0]
+def fleet_done():
+    fleet_tick()
+    return Job.objects.filter(pk=fleet_job.pk, status__in=["succeeded", "failed"]).exists()
+out["fleet_done"] = wait(fleet_done, timeout=60)
+fleet_job.refresh_from_db()
+out["fleet_status"] = fleet_job.status
+out["fleet_node"] = fleet_job.node
 print("PROBE " + json.dumps(out))
 """
 
@@ -153,6 +173,8 @@ def test_make_run_embedded_postgres_and_redis_serve_costs_pricing_and_charge_onc
         assert probe["captures"] == 1
         assert probe["free_waiting_at_paid_submit"] >= 2, probe
         assert probe["paid_before_waiting_free"] is True, probe
+        assert probe["fleet_status"] == "succeeded", probe
+        assert probe["fleet_node"].startswith("l4-"), probe
     finally:
         if worker is not None and worker.poll() is None:
             os.killpg(worker.pid, signal.SIGTERM)

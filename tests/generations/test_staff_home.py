@@ -1,4 +1,4 @@
-"""The staff landing page /staff/ (generations.staff_home, generations.staff_overview): fleet,
+"""The staff landing page /staff/ (operations.views.staff_home, generations.staff_overview): fleet,
 the last 30 days' costs, prices with models below cost flagged, and alerts; staff without an
 organization land there after logging in; every staff page links to it."""
 

@@ -45,21 +45,45 @@ class World:
             self.rate(slug, rate, effective_from)
         return pool
 
-    def rate(self, pool: str, rate: str, effective_from: str) -> None:
+    def rate(
+        self,
+        pool: str,
+        rate: str,
+        effective_from: str,
+        *,
+        warm: str | None = None,
+        spot: str | None = None,
+    ) -> None:
         PoolRate.objects.create(
-            pool=self.pools[pool], hourly_rate_usd=Decimal(rate), effective_from=at(effective_from)
+            pool=self.pools[pool],
+            hourly_rate_usd=Decimal(rate),
+            warm_hourly_rate_usd=None if warm is None else Decimal(warm),
+            spot_hourly_rate_usd=None if spot is None else Decimal(spot),
+            effective_from=at(effective_from),
         )
-        self.rates.append(reference.Rate(pool, Fraction(rate), at(effective_from)))
+        self.rates.append(
+            reference.Rate(
+                pool,
+                Fraction(rate),
+                at(effective_from),
+                warm=None if warm is None else Fraction(warm),
+                spot=None if spot is None else Fraction(spot),
+            )
+        )
 
     def node(self, name: str, pool: str) -> Node:
         if name not in self.nodes:
             self.nodes[name] = Node.objects.create(name=name, pool=self.pools[pool])
         return self.nodes[name]
 
-    def up(self, node: str, start: str, end: str, pool: str | None = None) -> None:
+    def up(
+        self, node: str, start: str, end: str, pool: str | None = None, kind: str = "on_demand"
+    ) -> None:
         n = self.nodes.get(node) or self.node(node, pool)
-        UptimeInterval.objects.create(node=n, pool=n.pool, started_at=at(start), ended_at=at(end))
-        self.uptime.append(reference.Uptime(node, n.pool.slug, at(start), at(end)))
+        UptimeInterval.objects.create(
+            node=n, pool=n.pool, started_at=at(start), ended_at=at(end), rate_kind=kind
+        )
+        self.uptime.append(reference.Uptime(node, n.pool.slug, at(start), at(end), kind))
 
     def job(
         self,
@@ -105,11 +129,17 @@ class World:
 def reference_from_db(start: str, end: str, *, timezone: str = "UTC", **kwargs) -> dict:
     """The reference report of whatever the database holds (e.g. after the import commands)."""
     rates = [
-        reference.Rate(r.pool.slug, Fraction(r.hourly_rate_usd), r.effective_from)
+        reference.Rate(
+            r.pool.slug,
+            Fraction(r.hourly_rate_usd),
+            r.effective_from,
+            warm=None if r.warm_hourly_rate_usd is None else Fraction(r.warm_hourly_rate_usd),
+            spot=None if r.spot_hourly_rate_usd is None else Fraction(r.spot_hourly_rate_usd),
+        )
         for r in PoolRate.objects.select_related("pool")
     ]
     uptime = [
-        reference.Uptime(u.node.name, u.pool.slug, u.started_at, u.ended_at)
+        reference.Uptime(u.node.name, u.pool.slug, u.started_at, u.ended_at, u.rate_kind)
         for u in UptimeInterval.objects.select_related("node", "pool")
     ]
     jobs = [

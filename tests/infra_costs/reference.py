@@ -5,6 +5,11 @@ buckets it cuts the period at *every* instant where anything changes (window bou
 changes, uptime and job starts and ends) and, for each elementary interval, asks the spec's
 questions directly: which nodes are up, which are running a job, which succeeded jobs run,
 what rate is in force. Quadratic and proud of it.
+
+Rates by node state: an uptime interval has a `kind` — `on_demand` (billed at the hourly
+rate), `spot` (the spot rate, else the hourly rate) or `warm` (the warm rate, else $0).
+Intervals of one node and one kind count once where they overlap; a node up in two kinds at
+once pays both (and its uptime counts both), but its busy time counts once.
 """
 
 from __future__ import annotations
@@ -16,12 +21,16 @@ from fractions import Fraction
 from itertools import pairwise
 from zoneinfo import ZoneInfo
 
+KINDS = ("on_demand", "spot", "warm")
+
 
 @dataclass(frozen=True)
 class Rate:
     pool: str
     hourly: Fraction
     effective_from: datetime
+    warm: Fraction | None = None
+    spot: Fraction | None = None
 
 
 @dataclass(frozen=True)
@@ -30,6 +39,7 @@ class Uptime:
     pool: str
     start: datetime
     end: datetime
+    kind: str = "on_demand"
 
 
 @dataclass(frozen=True)
@@ -94,9 +104,18 @@ def report(
         points |= {t for t in (j.start, j.end) if p0 < t < p1}
     points = sorted(points)
 
-    def rate_at(pool: str, t: datetime) -> Fraction | None:
+    def version_at(pool: str, t: datetime) -> Rate | None:
         versions = [r for r in rates if r.pool == pool and r.effective_from <= t]
-        return max(versions, key=lambda r: r.effective_from).hourly if versions else None
+        return max(versions, key=lambda r: r.effective_from) if versions else None
+
+    def price(version: Rate | None, kind: str) -> Fraction:
+        if kind == "warm":
+            return version.warm if version and version.warm is not None else Fraction(0)
+        if version is None:
+            return Fraction(0)  # before the pool's first rate: $0 (a warning)
+        if kind == "spot" and version.spot is not None:
+            return version.spot
+        return version.hourly
 
     def window_of(t: datetime) -> int:
         return next(k for k, (lo, hi) in enumerate(wins) if lo <= t < hi)
@@ -112,13 +131,15 @@ def report(
         length = _secs(a, b)
         w = window_of(a)
         for node, pool in node_pool.items():
-            is_up = any(u.node == node and u.start <= a < u.end for u in uptime)
+            kinds_up = {u.kind for u in uptime if u.node == node and u.start <= a < u.end}
             running = [j for j in period_jobs if j.node == node and max(j.start, p0) <= a < j.end]
-            r = rate_at(pool, a)
-            if is_up:
+            version = version_at(pool, a)
+            r = price(version, "on_demand")
+            if kinds_up:
                 pools_seen.add(pool)
-                up_secs[pool] += length
-                cost[(pool, w)] += length * (r or 0) / 3600
+                for kind in kinds_up:
+                    up_secs[pool] += length
+                    cost[(pool, w)] += length * price(version, kind) / 3600
                 if running:
                     busy[pool] += length
             elif running:

@@ -3,12 +3,20 @@ are validated, uptime and GPU runs are read-only."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
 
 from accounts.models import AuditEvent, User
-from infra_costs.models import GpuRun, NodePool, ScheduleSetPoint, UptimeInterval
+from infra_costs.models import (
+    GpuRun,
+    Node,
+    NodePool,
+    RateKind,
+    ScheduleSetPoint,
+    UptimeInterval,
+)
 from tests.factories import make_pool
 
 pytestmark = pytest.mark.django_db
@@ -169,3 +177,47 @@ def test_uptime_and_gpu_runs_are_read_only_and_their_lists_open(staff_client):
         url = f"/admin/infra_costs/{model._meta.model_name}/"
         assert staff_client.get(url).status_code == 200
         assert staff_client.get(url + "add/").status_code == 403
+
+
+def test_a_rate_version_carries_its_warm_and_spot_rates(staff_client):
+    pool = make_pool("a100", rate="3.60")
+    url = f"/admin/infra_costs/nodepool/{pool.pk}/change/"
+    page = staff_client.get(url).content.decode()
+    assert "warm_hourly_rate_usd" in page and "spot_hourly_rate_usd" in page
+    response = staff_client.post(
+        url,
+        pool_form(
+            pool,
+            rates=[
+                {
+                    "hourly_rate_usd": "3.00",
+                    "warm_hourly_rate_usd": "0.40",
+                    "spot_hourly_rate_usd": "1.10",
+                    "effective_from_0": "2026-03-01",
+                    "effective_from_1": "00:00:00",
+                    "reason": "spot capacity",
+                }
+            ],
+        ),
+    )
+    assert response.status_code == 302, response.content.decode()[:3000]
+    new = pool.rates.order_by("effective_from").last()
+    assert (new.warm_hourly_rate_usd, new.spot_hourly_rate_usd) == (Decimal("0.4"), Decimal("1.1"))
+    audit = AuditEvent.objects.get(action="infra_costs.pool_rate_added")
+    assert audit.data["spot_hourly_rate_usd"] == "1.10"
+
+
+def test_the_uptime_list_shows_the_rate_kind(staff_client):
+    pool = make_pool("a100", rate="3.60")
+    node = Node.objects.create(name="n1", pool=pool)
+    UptimeInterval.objects.create(
+        node=node,
+        pool=pool,
+        started_at=datetime(2026, 1, 5, tzinfo=UTC),
+        ended_at=datetime(2026, 1, 5, 6, tzinfo=UTC),
+        rate_kind=RateKind.WARM,
+    )
+    page = staff_client.get("/admin/infra_costs/uptimeinterval/").content.decode()
+    assert "Warm (stopped, leased)" in page
+    filtered = staff_client.get("/admin/infra_costs/uptimeinterval/?rate_kind__exact=spot")
+    assert filtered.status_code == 200 and "n1" not in filtered.content.decode()

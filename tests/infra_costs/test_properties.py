@@ -1,6 +1,7 @@
-"""Property tests on random small datasets: the invariant Σ fully loaded + unattributed ==
-infrastructure cost, every figure non-negative, and the SQL engine equal to the independent
-reference implementation (the oracle, tests/infra_costs/reference.py)."""
+"""Property tests on random small datasets (uptime of every rate kind, pools with and without
+warm and spot rates): the invariant Σ fully loaded + unattributed == infrastructure cost, every
+figure non-negative, and the SQL engine equal to the independent reference implementation (the
+oracle, tests/infra_costs/reference.py)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ from tests.infra_costs.conftest import World, assert_matches_reference, at
 BASE = at("2026-03-28 00:00")  # Berlin switches to summer time on 2026-03-29
 RATES = ["0", "0.50", "1.25", "3.60", "7.20", "2.333333"]
 MODELS = ["a", "b", "c"]
+KINDS = ["on_demand", "on_demand", "spot", "warm"]
+OPTIONAL_RATE = st.one_of(st.none(), st.sampled_from(RATES))
 
 
 @st.composite
@@ -25,7 +28,12 @@ def datasets(draw):
     for p in range(pools):
         rates = draw(
             st.lists(
-                st.tuples(st.sampled_from(RATES), st.integers(-24 * 60, 40 * 60)),
+                st.tuples(
+                    st.sampled_from(RATES),
+                    st.integers(-24 * 60, 40 * 60),
+                    OPTIONAL_RATE,  # warm
+                    OPTIONAL_RATE,  # spot
+                ),
                 min_size=1,
                 max_size=3,
                 unique_by=lambda r: r[1],
@@ -36,7 +44,8 @@ def datasets(draw):
         for n in range(nodes):
             for _ in range(draw(st.integers(0, 3))):
                 start = draw(st.integers(-6 * 60, 50 * 60))
-                spec["uptime"].append((f"p{p}n{n}", f"p{p}", start, draw(st.integers(1, 30 * 60))))
+                length, kind = draw(st.integers(1, 30 * 60)), draw(st.sampled_from(KINDS))
+                spec["uptime"].append((f"p{p}n{n}", f"p{p}", start, length, kind))
             for _ in range(draw(st.integers(0, 6))):
                 start = draw(st.integers(-6 * 60, 50 * 60)) * 60 + draw(st.integers(0, 59))
                 spec["jobs"].append(
@@ -59,11 +68,15 @@ def build(spec) -> World:
     iso = lambda t: t.isoformat()  # noqa: E731
     for slug, rates, _nodes in spec["pools"]:
         world.pool(slug)
-        for rate, minutes in rates:
-            world.rate(slug, rate, iso(BASE + timedelta(minutes=minutes)))
-    for node, pool, start, length in dict.fromkeys(spec["uptime"]):  # (no exact duplicates)
+        for rate, minutes, warm, spot in rates:
+            world.rate(slug, rate, iso(BASE + timedelta(minutes=minutes)), warm=warm, spot=spot)
+    # (no two intervals of one node with the same bounds, whatever their kinds)
+    uptime = {
+        (node, pool, start, length): kind for node, pool, start, length, kind in spec["uptime"]
+    }
+    for (node, pool, start, length), kind in uptime.items():
         s = BASE + timedelta(minutes=start)
-        world.up(node, iso(s), iso(s + timedelta(minutes=length)), pool=pool)
+        world.up(node, iso(s), iso(s + timedelta(minutes=length)), pool=pool, kind=kind)
     for node, pool, start, length, model, status in spec["jobs"]:
         s = BASE + timedelta(seconds=start)
         world.job(node, iso(s), iso(s + timedelta(seconds=length)), model, status, pool=pool)
