@@ -48,6 +48,7 @@ urlpatterns = [
     path("staff/", include("operations.urls_staff")),
     path("staff/costs/", include("infra_costs.urls")),
     path("staff/fleet/", include("operations.urls_fleet")),
+    path("staff/planning/", include("planning.urls")),
     path("staff/pricing/", include("generations.staff_views")),
     # Stripe Checkout/Portal return URLs and emails point here.
     path(

@@ -19,6 +19,7 @@ PACKAGES = (
     "generations",
     "infra_costs",
     "operations",
+    "planning",
     "devtools",
 )
 

@@ -43,6 +43,7 @@ INSTALLED_APPS = [
     "generations",
     "infra_costs",
     "operations",
+    "planning",
 ]
 
 MIDDLEWARE = [

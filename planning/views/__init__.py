@@ -1,0 +1,1 @@
+"""Staff planning pages: one module per page."""
