@@ -41,7 +41,7 @@ from infra_costs.models import (
     ScalingAction,
     ScalingDecision,
 )
-from infra_costs.schedule import pool_sizes
+from infra_costs.schedule import active_set_points, pool_sizes
 
 BLOCKED_REPEAT = timedelta(minutes=10)
 
@@ -79,7 +79,7 @@ class FleetView:
 
 def setpoint_now(pool: NodePool, now: datetime) -> int:
     """The node count of the pool's schedule in force at `now` (0 without set-points)."""
-    set_points = list(pool.set_points.filter(active=True))
+    set_points = list(active_set_points(pool, now))
     if not set_points:
         return 0
     return pool_sizes(set_points, now, now + timedelta(seconds=1), pool.timezone)[0][1]
@@ -99,6 +99,13 @@ def spike_predicted(pool: NodePool, now: datetime, hot: int) -> int | None:
     slot = local.weekday() * 24 + local.hour
     wanted = max(rec.nodes[(slot + h) % len(rec.nodes)] for h in range(24))
     return wanted if wanted > hot else None
+
+
+def _idle_since(node: Node, now: datetime) -> datetime:
+    """Since when the node has been hot and without work: the later of its last job's end and
+    the moment it turned hot (a node just resumed is not idle for its past)."""
+    marks = [t for t in (node.last_busy_at, node.state_since) if t is not None]
+    return max(marks) if marks else now
 
 
 def _decide(
@@ -138,7 +145,7 @@ def _decide(
             for n in view.hot
             if n.state == NodeState.HOT
             and not n.is_primary
-            and (n.last_busy_at or n.state_since or now) <= now - calm_for
+            and _idle_since(n, now) <= now - calm_for
         ]
         if idle:
             oldest = min(idle, key=lambda n: (n.state_since or now, n.id))

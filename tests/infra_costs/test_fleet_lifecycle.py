@@ -41,8 +41,8 @@ def managed_pool(slug="a100", **policy):
     return pool
 
 
-def hot_node(pool, now=T0) -> Node:
-    node = fleet.node_rent(pool=pool, now=now)
+def hot_node(pool, now=T0, primary=False) -> Node:
+    node = fleet.node_rent(pool=pool, now=now, primary=primary)
     fleet.fleet_advance(now=node.transition_ready_at)
     node.refresh_from_db()
     assert node.state == NodeState.HOT
@@ -191,3 +191,20 @@ def test_concurrent_claims_never_share_a_slot():
         t.join()
     assert sorted(won) == sorted([a.name, b.name])
     assert GpuRun.objects.filter(status="running").count() == 2
+
+
+def test_a_node_just_resumed_is_not_stopped_for_its_past_idleness():
+    """Its last job ended long ago, but it turned hot only now: not idle for 30 min yet."""
+    pool = managed_pool()
+    hot_node(pool, primary=True)
+    standby = hot_node(pool, now=at(1))
+    fleet.node_stop(node=standby, now=at(15))
+    fleet.fleet_advance(now=at(16))
+    Node.objects.filter(pk=standby.pk).update(last_busy_at=at(-600))
+    AutoscalePolicy.objects.filter(pool=pool).update(calm_since=at(-600))
+    assert fleet.node_resume(node=standby, now=at(100))
+    fleet.fleet_advance(now=at(103))  # hot since at(102)
+    calm = fleet.QueueSignals()
+    assert fleet.pool_autoscale(pool=pool, signals=calm, now=at(103)) is None
+    decision = fleet.pool_autoscale(pool=pool, signals=calm, now=at(132))
+    assert (decision.action, decision.node) == (ScalingAction.STOP, standby)
