@@ -140,7 +140,14 @@ class PlanAdmin(admin.ModelAdmin):
         "is_public",
         "subscriber_count",
     )
-    list_filter = ("api_access", "overage_enabled", "queue_priority", "is_public")
+    list_filter = (
+        "api_access",
+        "overage_enabled",
+        "queue_priority",
+        "is_public",
+        "unlimited",
+        "watermark",
+    )
     search_fields = ("slug", "name", "stripe_price_id")
     ordering = ("sort_order", "slug")
     readonly_fields = ("created_at", "updated_at")
@@ -157,6 +164,18 @@ class PlanAdmin(admin.ModelAdmin):
                     "api_access",
                     "api_rate_limit_per_min",
                     "queue_priority",
+                )
+            },
+        ),
+        (
+            "Plan shape (docs/planning.md)",
+            {
+                "fields": (
+                    "unlimited",
+                    "fair_use_cap",
+                    "fair_use_throttle",
+                    "fair_use_hourly_rate",
+                    "watermark",
                 )
             },
         ),

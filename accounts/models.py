@@ -79,10 +79,21 @@ class QueuePriority(models.TextChoices):
     DEDICATED = "dedicated", "Dedicated"
 
 
+class FairUseThrottle(models.TextChoices):
+    PRIORITY = "priority", "Lowest queue priority"
+    RATE = "rate", "Per-hour rate"
+
+
 class Plan(models.Model):
     """A subscription plan. Plans differ only in credits and limits (spec §2, Plans).
 
     A null limit means "none / unlimited"; enterprise values are per contract.
+
+    Plan shapes (docs/planning.md, "Plan shapes"): a credit plan (the spec's table); a fair-use
+    `unlimited` plan (generations cost no credits and no price is shown; past `fair_use_cap`
+    generations in a period jobs are throttled, never refused); pay-as-you-go (`payg`: no
+    monthly price or grant, credits come from packs only). `watermark` is passed to the GPU
+    backend with every job.
     """
 
     slug = models.SlugField(unique=True)
@@ -127,6 +138,33 @@ class Plan(models.Model):
         max_length=16, choices=QueuePriority.choices, default=QueuePriority.NORMAL
     )
     api_access = models.BooleanField(default=True)
+    unlimited = models.BooleanField(
+        default=False,
+        help_text="Fair-use unlimited: generations cost no credits and no credit price is "
+        "shown; past the fair-use cap jobs are throttled, never refused.",
+    )
+    fair_use_cap = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Unlimited plans: generations per plan period before jobs are throttled. "
+        "Empty: never throttled.",
+    )
+    fair_use_throttle = models.CharField(
+        max_length=16,
+        choices=FairUseThrottle.choices,
+        default=FairUseThrottle.PRIORITY,
+        help_text="Past the fair-use cap: run at the lowest queue priority, or start at most "
+        "the per-hour rate.",
+    )
+    fair_use_hourly_rate = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1)],
+        help_text="With the per-hour throttle: jobs past the cap start at most this many per hour.",
+    )
+    watermark = models.BooleanField(
+        default=False, help_text="Outputs are watermarked: passed to the GPU backend with each job."
+    )
     is_public = models.BooleanField(
         default=True, help_text="Offered on the billing page (enterprise is by contract)."
     )
@@ -142,10 +180,19 @@ class Plan(models.Model):
                 condition=Q(overage_enabled=True) | Q(overage_cap=0),
                 name="plan_overage_cap_only_with_overage",
             ),
+            models.CheckConstraint(
+                condition=Q(fair_use_throttle="priority") | Q(fair_use_hourly_rate__gt=0),
+                name="plan_rate_throttle_has_rate",
+            ),
         ]
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def shows_credit_prices(self) -> bool:
+        """Whether the customer sees credit prices (not on a fair-use unlimited plan)."""
+        return not self.unlimited
 
 
 class Organization(models.Model):

@@ -86,8 +86,10 @@ def plans_ensure_defaults() -> list[Plan]:
     """Create whichever of the spec's default plans (the data migration's) is missing. An
     existing plan is never overwritten: admins may have edited it. Returns the created ones."""
     migration = importlib.import_module("accounts.migrations.0002_default_plans")
+    shapes = importlib.import_module("accounts.migrations.0005_plan_shapes_defaults")
     created = []
-    for fields in migration.PLANS:
+    for fields in [*migration.PLANS, *shapes.PLANS]:
+        fields = {**fields, **shapes.PLAN_DEFAULTS.get(fields["slug"], {})}
         plan, was_created = Plan.objects.get_or_create(slug=fields["slug"], defaults=fields)
         if was_created:
             created.append(plan)

@@ -23,6 +23,7 @@ api_v1 = [
     path("", include("credits.api.urls")),
     path("", include("generations.api.urls")),
     path("", include("infra_costs.api.urls")),
+    path("", include("planning.api.urls")),
 ]
 
 urlpatterns = [

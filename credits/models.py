@@ -157,7 +157,8 @@ class CreditHold(models.Model):
         ]
         constraints = [
             models.UniqueConstraint(fields=["account", "key"], name="hold_key_unique"),
-            models.CheckConstraint(condition=Q(amount__gt=0), name="hold_amount_positive"),
+            # 0: the usage record of a job that costs nothing (fair-use unlimited plans).
+            models.CheckConstraint(condition=Q(amount__gte=0), name="hold_amount_not_negative"),
             models.CheckConstraint(
                 condition=Q(captured_amount__isnull=True)
                 | (Q(captured_amount__gte=0) & Q(captured_amount__lte=F("amount"))),

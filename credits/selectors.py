@@ -277,6 +277,70 @@ def jobs_running(*, account: CreditAccount) -> int:
     return CreditHold.objects.filter(account=account, status=HoldStatus.HELD).count()
 
 
+@dataclass(frozen=True)
+class FairUseStatus:
+    """A fair-use unlimited plan's monthly cap: generations this plan period (holds placed
+    since the period started, still held or charged) against the cap, and whether new jobs are
+    throttled (`mode`: lowest priority, or `hourly_rate` starts per hour) until `resets_at`."""
+
+    cap: int | None
+    used: int
+    mode: str
+    hourly_rate: int | None
+    resets_at: object
+
+    @property
+    def throttled(self) -> bool:
+        return self.cap is not None and self.used >= self.cap
+
+
+def fair_use_status(*, organization: Organization, account: CreditAccount | None = None):
+    """The organization's fair-use status, or None when its plan is not a fair-use unlimited
+    plan (or it has no subscription)."""
+    from credits.models import HoldStatus
+
+    subscription = getattr(organization, "subscription", None)
+    if subscription is None or not subscription.plan.unlimited:
+        return None
+    plan = subscription.plan
+    account = account or account_get(organization=organization)
+    used = 0
+    if account is not None:
+        used = CreditHold.objects.filter(
+            account=account,
+            created_at__gte=subscription.current_period_start,
+            status__in=[HoldStatus.HELD, HoldStatus.CAPTURED],
+        ).count()
+    return FairUseStatus(
+        cap=plan.fair_use_cap,
+        used=used,
+        mode=plan.fair_use_throttle,
+        hourly_rate=plan.fair_use_hourly_rate,
+        resets_at=subscription.current_period_end,
+    )
+
+
+def fair_use_last_start(*, account: CreditAccount, since) -> str | None:
+    """The latest start time given to a rate-throttled job of this period that still counts
+    (held or charged): the next one starts one interval after it. ISO text in a fixed format
+    (`credits.services.FAIR_USE_TIME_FORMAT`), so the text order is the time order."""
+    from django.db.models import Max
+    from django.db.models.fields.json import KT
+
+    from credits.models import HoldStatus
+
+    return (
+        CreditHold.objects.filter(
+            account=account,
+            created_at__gte=since,
+            status__in=[HoldStatus.HELD, HoldStatus.CAPTURED],
+            metadata__fair_use__mode="rate",
+        )
+        .annotate(start=KT("metadata__fair_use__not_before"))
+        .aggregate(m=Max("start"))["m"]
+    )
+
+
 def quota_status(*, organization: Organization, now=None) -> list[QuotaStatus]:
     """Every plan limit with its current use, in the order submissions are checked."""
     from datetime import timedelta
@@ -289,6 +353,10 @@ def quota_status(*, organization: Organization, now=None) -> list[QuotaStatus]:
     day_start = quota_day_start(now)
     today = generations_today(account=account, now=now) if account else 0
     running = jobs_running(account=account) if account else 0
+    fair_use = fair_use_status(organization=organization, account=account)
+    extra = []
+    if fair_use is not None:  # only fair-use unlimited plans have this one
+        extra.append(QuotaStatus("fair_use_cap", fair_use.cap, fair_use.used, fair_use.resets_at))
     return [
         QuotaStatus("api_access", 1 if plan.api_access else 0, None),
         QuotaStatus("api_rate_limit_per_min", plan.api_rate_limit_per_min, None),
@@ -301,6 +369,7 @@ def quota_status(*, organization: Organization, now=None) -> list[QuotaStatus]:
             account.overage_limit if account else Decimal(0),
             overage_used(account=account) if account else Decimal(0),
         ),
+        *extra,
     ]
 
 

@@ -26,14 +26,15 @@ transaction.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from accounts.models import APIKey, Organization, Plan, Subscription
+from accounts.models import APIKey, FairUseThrottle, Organization, Plan, Subscription
 from accounts.selectors import api_access_check
 from accounts.services import audit_record, subscription_advance_period
 from config.errors import (
@@ -217,6 +218,12 @@ def spend_authorize(
     4. concurrent jobs → quota_exceeded (429, reason concurrent_jobs)
     5. credits (+ overage allowance) → insufficient_credits (402)
 
+    On a fair-use unlimited plan step 5 is replaced: the job costs nothing — the hold is a
+    usage record of 0 credits (`amount`, the list price, is kept in its metadata) — and past
+    the plan's fair-use cap the job is throttled, never refused: the hold's metadata says how
+    (`fair_use`: `{"mode": "priority"}` or `{"mode": "rate", "not_before": …}`), and the
+    submission applies it (docs/planning.md, "Plan shapes").
+
     Counts are the account's holds (created today, UTC / still open). The account row is
     locked first so concurrent submissions of one organization see each other's holds.
     Replaying `key` returns the existing hold unchecked. Joins the caller's transaction (the
@@ -236,7 +243,7 @@ def spend_authorize(
         CreditAccount.objects.select_for_update().filter(pk=account.pk).first()
     existing = CreditHold.objects.filter(account=account, key=key).first()
     if existing is not None:  # a replay: no quota applies, no second hold
-        if existing.amount != amount:
+        if existing.amount != (Decimal(0) if plan.unlimited else amount):
             raise IdempotencyConflict(
                 f"Hold {key!r} already exists for {existing.amount} credits, not {amount}."
             )
@@ -260,8 +267,74 @@ def spend_authorize(
             reason="concurrent_jobs",
             limit=plan.max_concurrent_jobs,
         )
+    if plan.unlimited:
+        return _fair_use_hold(
+            organization=organization,
+            account=account,
+            amount=amount,
+            key=key,
+            api_key=api_key,
+            metadata=metadata,
+            now=now,
+        )
     return ledger.hold_create(
         account=account, amount=amount, key=key, api_key=api_key, metadata=metadata, now=now
+    )
+
+
+# A rate-throttled job's start time in a hold's metadata: fixed-width UTC text, so that the
+# text order is the time order (`selectors.fair_use_last_start` takes the max in SQL).
+FAIR_USE_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%f+00:00"
+
+
+def fair_use_start(hold: CreditHold) -> datetime | None:
+    """When a rate-throttled job may start (None: not deferred)."""
+    text = ((hold.metadata or {}).get("fair_use") or {}).get("not_before")
+    if not text:
+        return None
+    return datetime.strptime(text, FAIR_USE_TIME_FORMAT).replace(tzinfo=UTC)
+
+
+def _fair_use_hold(
+    *,
+    organization: Organization,
+    account: CreditAccount,
+    amount: Decimal,
+    key: str,
+    api_key: APIKey | None,
+    metadata: dict | None,
+    now: datetime,
+) -> CreditHold:
+    """The hold of a job on a fair-use unlimited plan: 0 credits (a usage record), throttled
+    past the cap. Caller holds the account's row lock, so concurrent submissions count each
+    other and rate-throttled ones get distinct start times."""
+    subscription = organization.subscription
+    plan = subscription.plan
+    meta = {**(metadata or {}), "list_credits": str(amount), "unlimited": True}
+    expires_at = None
+    status = selectors.fair_use_status(organization=organization, account=account)
+    if status is not None and status.throttled:
+        fair_use: dict = {"mode": plan.fair_use_throttle}
+        if plan.fair_use_throttle == FairUseThrottle.RATE and plan.fair_use_hourly_rate:
+            interval = timedelta(seconds=3600 / plan.fair_use_hourly_rate)
+            start = now
+            last = selectors.fair_use_last_start(
+                account=account, since=subscription.current_period_start
+            )
+            if last:
+                previous = datetime.strptime(last, FAIR_USE_TIME_FORMAT).replace(tzinfo=UTC)
+                start = max(now, previous + interval)
+            fair_use["not_before"] = start.astimezone(UTC).strftime(FAIR_USE_TIME_FORMAT)
+            # The stale-hold sweep must not take the hold of a job that may not start yet.
+            expires_at = start + timedelta(seconds=settings.CREDITS_HOLD_TIMEOUT_S)
+        meta["fair_use"] = fair_use
+    return ledger.hold_create_usage(
+        account=account,
+        key=key,
+        expires_at=expires_at,
+        api_key=api_key,
+        metadata=meta,
+        now=now,
     )
 
 

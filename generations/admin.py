@@ -27,7 +27,7 @@ from accounts.services import audit_record
 from config.errors import ServiceError
 from config.web.admin import ReadOnlyMixin
 from credits.money import CREDIT_PLACES, parse_credits
-from generations import selectors, services
+from generations import selectors, services, stages
 from generations.models import AIModel, CreditRate, Job, JobEvent, JobStatus, PricingPolicy
 
 # --- Models and prices --------------------------------------------------------------------------
@@ -117,10 +117,16 @@ class AIModelAdminForm(forms.ModelForm):
             "max_runtime_s",
             "params_schema",
             "external_cost_usd",
+            "cost_stages",
         )
 
     def clean_new_price(self):
         return _clean_price(self.cleaned_data.get("new_price"))
+
+    def clean_cost_stages(self):
+        """Form errors by stage and field (never a 500); amounts stored as exact decimal
+        strings."""
+        return stages.clean_stages(self.cleaned_data.get("cost_stages"))
 
     def clean_params_schema(self):
         schema = self.cleaned_data.get("params_schema")
@@ -180,7 +186,7 @@ class AIModelAdmin(admin.ModelAdmin):
     list_filter = ("is_active", "backend", "pool")
     search_fields = ("slug", "name", "description")
     list_select_related = ("pool",)
-    readonly_fields = ("current_price", "created_at", "job_links")
+    readonly_fields = ("current_price", "created_at", "job_links", "stage_cost_per_generation")
     fieldsets = (
         (None, {"fields": ("slug", "name", "description", "is_active")}),
         (
@@ -198,7 +204,14 @@ class AIModelAdmin(admin.ModelAdmin):
         ),
         ("Running", {"fields": ("pool", "backend", "backend_config", "max_runtime_s")}),
         ("Parameters", {"fields": ("params_schema",)}),
-        ("Costs", {"fields": ("external_cost_usd",)}),
+        (
+            "Costs",
+            {
+                "fields": ("external_cost_usd", "cost_stages", "stage_cost_per_generation"),
+                "description": "Per succeeded generation, besides its GPU time; both are added "
+                "to the cost per generation in the unit-cost report and the suggested prices.",
+            },
+        ),
         ("History", {"fields": ("created_at", "job_links")}),
     )
     inlines = (CreditRateInline,)
@@ -213,6 +226,16 @@ class AIModelAdmin(admin.ModelAdmin):
         rate = selectors.rate_current(model=obj)
         return rate.credits if rate is not None else "—"
 
+    @admin.display(description="stages per generation (USD)")
+    def stage_cost_per_generation(self, obj: AIModel):
+        if not obj.cost_stages:
+            return "—"
+        try:
+            total = stages.usd_per_generation(obj.cost_stages)
+        except ValueError:
+            return "—"
+        return f"{total.quantize(Decimal('0.000000001')).normalize():f}"
+
     @admin.display(description="jobs")
     def job_links(self, obj: AIModel) -> str:
         if obj.pk is None:
@@ -222,6 +245,22 @@ class AIModelAdmin(admin.ModelAdmin):
 
     def save_model(self, request, obj, form, change):
         super().save_model(request, obj, form, change)
+        if change and {"cost_stages", "external_cost_usd"} & set(form.changed_data):
+            audit_record(
+                action="ai_model.costs_changed",
+                actor=request.user,
+                target=obj,
+                data={
+                    "from": {
+                        "external_cost_usd": f"{form.initial.get('external_cost_usd')}",
+                        "cost_stages": form.initial.get("cost_stages"),
+                    },
+                    "to": {
+                        "external_cost_usd": f"{obj.external_cost_usd}",
+                        "cost_stages": obj.cost_stages,
+                    },
+                },
+            )
         price = form.cleaned_data.get("new_price")
         if price is None:
             return

@@ -38,7 +38,7 @@ from infra_costs.models import (
     UptimeInterval,
     UptimeSource,
 )
-from infra_costs.schedule import pool_sizes
+from infra_costs.schedule import active_set_points, pool_sizes
 
 POOLS = [
     # slug, gpu, hourly rate, SLA seconds, set-points (cron, nodes, tz)
@@ -146,7 +146,7 @@ def seed_catalog(*, start: datetime) -> tuple[list[NodePool], list[AIModel]]:
 
 def _uptime_per_rank(pool: NodePool, start: datetime, end: datetime) -> dict[int, list]:
     """The schedule as planned node intervals: rank r is up while the pool's size ≥ r."""
-    steps = pool_sizes(list(pool.set_points.filter(active=True)), start, end, pool.timezone)
+    steps = pool_sizes(list(active_set_points(pool)), start, end, pool.timezone)
     steps = [*steps, (end, 0)]
     ranks: dict[int, list[tuple[datetime, datetime]]] = {}
     for (t, size), (t_next, _) in itertools.pairwise(steps):

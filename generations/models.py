@@ -16,6 +16,7 @@ from django.db.models import F, Q
 
 from accounts.models import CREDIT_DECIMALS, USD_DECIMALS, APIKey, Organization
 from credits.models import CreditHold
+from generations.stages import validate_stages
 from infra_costs.models import NodePool
 
 
@@ -66,6 +67,15 @@ class AIModel(models.Model):
         default=Decimal(0),
         validators=[MinValueValidator(Decimal(0))],
         help_text="Third-party API or licensing cost per succeeded generation.",
+    )
+    cost_stages = models.JSONField(
+        default=list,
+        blank=True,
+        validators=[validate_stages],
+        help_text="Extra pipeline stages per succeeded generation, besides GPU time: CPU "
+        'processing ({"name": "upscale", "kind": "cpu", "seconds": "4.5", "cpu_hourly_usd": '
+        '"0.05"}) and fixed costs ({"name": "storage", "kind": "fixed", "usd": "0.0004"}). '
+        "Added to the cost per generation in the unit-cost report.",
     )
     cache_price_credits = models.DecimalField(
         **CREDIT_DECIMALS,

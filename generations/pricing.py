@@ -4,9 +4,10 @@
         ceil_to_step(cost_per_generation_usd / (1 − target_margin) / credit_value_usd))
 
 `cost_per_generation_usd` is the model's fully loaded cost per succeeded generation (idle
-capacity and external cost included) from `infra_costs.allocation.unit_cost_report` for a
-period, as the report states it (6 decimal places); `ceil_to_step` rounds *up* to a multiple of
-`step`. The math is exact (fractions): no float ever touches a price.
+capacity, external cost and pipeline stages included) from
+`infra_costs.allocation.unit_cost_report` for a period, as the report states it (6 decimal
+places); `ceil_to_step` rounds *up* to a multiple of `step`. The math is exact (fractions): no
+float ever touches a price.
 
 The policy (`PricingPolicy`: credit value, target margin, minimum, step) is edited in the admin.
 Applying a suggestion is a new price version through `services.rate_set` (who, when, why; audit
@@ -101,8 +102,8 @@ class PriceSuggestion:
     is_active: bool
     generations: int
     failed: int
-    cost_per_generation_usd: Decimal | None  # fully loaded (idle share and external included)
-    active_cost_per_generation_usd: Decimal | None  # running time only (+ external)
+    cost_per_generation_usd: Decimal | None  # fully loaded (idle, external, stages included)
+    active_cost_per_generation_usd: Decimal | None  # running time only (+ external, stages)
     current_rate: CreditRate | None
     suggested_credits: Decimal | None
     credit_value_usd: Decimal

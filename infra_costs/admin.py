@@ -24,6 +24,7 @@ from infra_costs.models import (
     ScalingAction,
     ScalingDecision,
     ScheduleSetPoint,
+    ScheduleVersion,
     UptimeInterval,
 )
 from infra_costs.schedule import cron_error, timezone_error
@@ -79,8 +80,11 @@ class ScheduleSetPointInline(admin.TabularInline):
     verbose_name = "schedule set-point"
     verbose_name_plural = (
         "Schedule: at each firing of the cron (in its time zone) the pool's size becomes the "
-        "node count"
+        "node count (unversioned set-points: in force until the pool's first schedule version)"
     )
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).filter(version__isnull=True)
 
 
 @admin.register(NodePool)
@@ -88,6 +92,20 @@ class NodePoolAdmin(admin.ModelAdmin):
     list_display = ("slug", "gpu_type", "current_rate", "min_nodes", "sla_queue_wait_s", "timezone")
     search_fields = ("slug", "gpu_type")
     inlines = (PoolRateInline, ScheduleSetPointInline)
+    readonly_fields = ("schedule_versions",)
+
+    @admin.display(description="schedule versions (applied on the capacity plan page)")
+    def schedule_versions(self, obj) -> str:
+        """Read-only history: the latest version in force is the pool's schedule."""
+        if obj is None or obj.pk is None:
+            return "—"
+        versions = ScheduleVersion.objects.filter(pool=obj).prefetch_related("set_points")
+        lines = [
+            f"v{v.number} from {v.effective_from:%Y-%m-%d %H:%M} ({v.reason}): "
+            + "; ".join(f"{sp.cron} → {sp.node_count}" for sp in v.set_points.all())
+            for v in versions.order_by("-number")
+        ]
+        return " | ".join(lines) or "none: the set-points below are the schedule"
 
     def get_queryset(self, request):
         return super().get_queryset(request).prefetch_related("rates")

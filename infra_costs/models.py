@@ -77,10 +77,48 @@ class PoolRate(models.Model):
         return f"{self.pool} ${self.hourly_rate_usd}/h from {self.effective_from:%Y-%m-%d %H:%M}"
 
 
+class ScheduleVersion(models.Model):
+    """A version of a pool's schedule: its set-points, with who wrote it and why. From its
+    `effective_from` on, the pool's schedule is the latest version's set-points; before its
+    first version, the unversioned set-points (entered in admin or by the demo). Versions are
+    never edited: applying a schedule writes a new one, so every earlier one stays readable."""
+
+    pool = models.ForeignKey(NodePool, on_delete=models.CASCADE, related_name="schedule_versions")
+    number = models.PositiveIntegerField()
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    reason = models.CharField(max_length=255)
+    source = models.CharField(max_length=32, default="capacity_recommendation")
+    params = models.JSONField(default=dict, blank=True)
+    effective_from = models.DateTimeField(
+        help_text="In force from then on (the apply time): earlier periods keep the schedule "
+        "they had."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["pool", "-number"]
+        constraints = [
+            models.UniqueConstraint(fields=["pool", "number"], name="schedule_version_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.pool} schedule v{self.number}"
+
+
 class ScheduleSetPoint(models.Model):
     """At each firing of `cron` (in `timezone`), the pool's size becomes `node_count`."""
 
     pool = models.ForeignKey(NodePool, on_delete=models.CASCADE, related_name="set_points")
+    version = models.ForeignKey(
+        ScheduleVersion,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="set_points",
+        help_text="Empty: an unversioned set-point, used while the pool has no version.",
+    )
     cron = models.CharField(max_length=100, help_text="5-field cron expression, e.g. 0 8 * * 1-5.")
     node_count = models.PositiveIntegerField()
     timezone = models.CharField(max_length=64, default="UTC")

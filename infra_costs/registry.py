@@ -1,4 +1,5 @@
-"""External cost per generation (third-party API fees, licensing), owned by the generations app.
+"""Per-generation costs owned by the generations app: the external cost (third-party API fees,
+licensing) and the extra pipeline stages (CPU processing, fixed costs; see `Stage` below).
 
 infra_costs never imports generations; generations registers a provider at start-up instead:
 
@@ -11,7 +12,8 @@ provider is registered or the provider does not know the slug).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from decimal import Decimal
 
 ExternalCostsProvider = Callable[[set[str]], Mapping[str, Decimal]]
@@ -34,4 +36,77 @@ def external_costs_for(model_slugs: Iterable[str]) -> dict[str, Decimal]:
         out[slug] = Decimal(str(value)) if value is not None else Decimal(0)
         if out[slug] < 0:
             raise ValueError(f"External cost of {slug!r} is negative: {value}")
+    return out
+
+
+# --- Pipeline stages per generation ---------------------------------------------------------------
+#
+# A model may run extra per-generation stages besides its GPU time: CPU pre/post-processing
+# (seconds at a CPU rate, USD per CPU-hour) and fixed costs (notification, storage). They are not
+# infrastructure of the GPU pools: the unit-cost report shows them as their own lines and adds them
+# to the cost per generation like the external cost. The generations app owns them and registers a
+# provider:
+#
+#     from infra_costs.registry import Stage, set_stage_costs_provider
+#     set_stage_costs_provider(lambda slugs: {"sdxl": [Stage.fixed("storage", Decimal("0.0004"))]})
+
+STAGE_KINDS = ("cpu", "fixed")
+_SECONDS_PER_HOUR = Decimal(3600)
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One extra stage of a model's pipeline, costed per succeeded generation."""
+
+    name: str
+    kind: str  # "cpu": cpu_seconds at cpu_hourly_usd; "fixed": usd
+    usd: Decimal = Decimal(0)
+    cpu_seconds: Decimal = Decimal(0)
+    cpu_hourly_usd: Decimal = Decimal(0)
+
+    @classmethod
+    def cpu(cls, name: str, seconds: Decimal, hourly_usd: Decimal) -> Stage:
+        return cls(name=name, kind="cpu", cpu_seconds=seconds, cpu_hourly_usd=hourly_usd)
+
+    @classmethod
+    def fixed(cls, name: str, usd: Decimal) -> Stage:
+        return cls(name=name, kind="fixed", usd=usd)
+
+    def cost(self, generations: int) -> Decimal:
+        """USD for `generations` succeeded generations (one division, in the caller's context:
+        the report computes with 50 significant digits)."""
+        if self.kind == "cpu":
+            return generations * self.cpu_seconds * self.cpu_hourly_usd / _SECONDS_PER_HOUR
+        return generations * self.usd
+
+    @property
+    def usd_per_generation(self) -> Decimal:
+        return self.cost(1)
+
+
+StageCostsProvider = Callable[[set[str]], Mapping[str, Sequence[Stage]]]
+
+_stage_provider: StageCostsProvider | None = None
+
+
+def set_stage_costs_provider(fn: StageCostsProvider | None) -> None:
+    """Register (or with None, remove) the provider of per-generation pipeline stages."""
+    global _stage_provider
+    _stage_provider = fn
+
+
+def stage_costs_for(model_slugs: Iterable[str]) -> dict[str, list[Stage]]:
+    """Each slug's stages (an empty list when no provider is registered or the provider does
+    not know the slug)."""
+    slugs = set(model_slugs)
+    known = dict(_stage_provider(slugs)) if _stage_provider is not None and slugs else {}
+    out: dict[str, list[Stage]] = {}
+    for slug in slugs:
+        stages = list(known.get(slug) or ())
+        for stage in stages:
+            if stage.kind not in STAGE_KINDS:
+                raise ValueError(f"Stage {stage.name!r} of {slug!r} has unknown kind {stage.kind}")
+            if min(stage.usd, stage.cpu_seconds, stage.cpu_hourly_usd) < 0:
+                raise ValueError(f"Stage {stage.name!r} of {slug!r} has a negative amount")
+        out[slug] = stages
     return out

@@ -1,5 +1,5 @@
 """Renderings of the unit-cost report (the dict of `allocation.unit_cost_report`): a table for
-people, CSV of the models and pools tables, JSON as is."""
+people, CSV of the models, pools and pipeline-stages tables, JSON as is."""
 
 from __future__ import annotations
 
@@ -17,8 +17,19 @@ MODEL_COLUMNS = (
     "allocated_cost_usd",
     "fully_loaded_cost_usd",
     "external_cost_usd",
+    "stage_cost_usd",
     "cost_per_generation_usd",
     "active_cost_per_generation_usd",
+)
+STAGE_COLUMNS = (
+    "model",
+    "stage",
+    "kind",
+    "generations",
+    "cpu_seconds_per_generation",
+    "cpu_hourly_usd",
+    "usd_per_generation",
+    "cost_usd",
 )
 POOL_COLUMNS = (
     "pool",
@@ -44,6 +55,16 @@ def as_csv(report: dict[str, Any]) -> str:
 def pools_as_csv(report: dict[str, Any]) -> str:
     """The pools table as CSV (the staff page's link)."""
     return _csv(report["pools"], POOL_COLUMNS)
+
+
+def stage_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per (model, pipeline stage): the stage lines of every model."""
+    return report.get("stages", [])
+
+
+def stages_as_csv(report: dict[str, Any]) -> str:
+    """The pipeline stages per model as CSV (`unit_costs --format csv --csv-table stages`)."""
+    return _csv(stage_rows(report), STAGE_COLUMNS)
 
 
 def _csv(rows: list[dict[str, Any]], columns: tuple[str, ...]) -> str:
@@ -119,6 +140,7 @@ def as_table(report: dict[str, Any]) -> str:
             "allocated $",
             "fully loaded $",
             "external $",
+            "stages $",
             "$ / gen",
             "active $ / gen",
         ],
@@ -132,12 +154,32 @@ def as_table(report: dict[str, Any]) -> str:
                 r["allocated_cost_usd"],
                 r["fully_loaded_cost_usd"],
                 r["external_cost_usd"],
+                r.get("stage_cost_usd", "0.000000"),
                 _cell(r["cost_per_generation_usd"]),
                 _cell(r["active_cost_per_generation_usd"]),
             ]
             for r in report["models"]
         ],
     )
+    stages = stage_rows(report)
+    if stages:
+        lines += ["", "Pipeline stages per generation (not infrastructure; in $ / gen)"]
+        lines += _table(
+            ["model", "stage", "kind", "gens", "CPU s / gen", "CPU $ / h", "$ / gen", "cost $"],
+            [
+                [
+                    r["model"],
+                    r["stage"],
+                    r["kind"],
+                    str(r["generations"]),
+                    _cell(r["cpu_seconds_per_generation"]),
+                    _cell(r["cpu_hourly_usd"]),
+                    r["usd_per_generation"],
+                    r["cost_usd"],
+                ]
+                for r in stages
+            ],
+        )
     if "idle" in report:
         lines += ["", "Idle (one line per pool)"]
         lines += _table(
@@ -150,6 +192,8 @@ def as_table(report: dict[str, Any]) -> str:
         f"Infrastructure cost  ${t['infra_cost_usd']}",
         f"Generations          {t['generations']}",
         f"Unattributed         ${t['unattributed_usd']}",
+        f"External cost        ${t.get('external_cost_usd', '0.000000')} (not infrastructure)",
+        f"Pipeline stages      ${t.get('stage_cost_usd', '0.000000')} (not infrastructure)",
         f"Weighted average     ${_cell(t['weighted_avg_cost_per_generation_usd'])} per generation",
         f"Idle fraction        {_pct(t['idle_fraction'])}",
     ]

@@ -11,14 +11,16 @@ beyond the pool's known nodes get synthetic negative node ids.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
+from django.db.models import QuerySet
 
 from config.errors import ValidationError
-from infra_costs.models import Node, NodePool, ScheduleSetPoint, UptimeInterval
+from infra_costs.models import Node, NodePool, ScheduleSetPoint, ScheduleVersion, UptimeInterval
 
 MAX_FIRINGS = 500_000
 SYNTHETIC_BASE = 1_000_000
@@ -107,11 +109,67 @@ def pool_sizes(
     return merged
 
 
+def _version_in_force(pool: NodePool, at: datetime | None) -> ScheduleVersion | None:
+    versions = ScheduleVersion.objects.filter(pool_id=pool.pk)
+    if at is not None:
+        versions = versions.filter(effective_from__lte=at)
+    return versions.order_by("-effective_from", "-number").first()
+
+
+def active_set_points(pool: NodePool, at: datetime | None = None) -> QuerySet[ScheduleSetPoint]:
+    """The set-points in force at `at` (default: the latest schedule): those of the pool's
+    latest version in force then, or — before its first version — its unversioned ones;
+    inactive ones never. In id order (the order `pool_sizes` applies same-instant firings in).
+    Every reader of a schedule goes through this."""
+    version = _version_in_force(pool, at)
+    qs = ScheduleSetPoint.objects.filter(pool_id=pool.pk, active=True)
+    qs = qs.filter(version=version) if version else qs.filter(version__isnull=True)
+    return qs.order_by("id")
+
+
+def schedule_segments(
+    pool: NodePool, start_at: datetime, end_at: datetime
+) -> list[tuple[datetime, datetime, list[ScheduleSetPoint]]]:
+    """[start_at, end_at) cut at the versions' `effective_from`: (from, to, set-points)."""
+    cuts = sorted(
+        set(
+            ScheduleVersion.objects.filter(
+                pool_id=pool.pk, effective_from__gt=start_at, effective_from__lt=end_at
+            ).values_list("effective_from", flat=True)
+        )
+    )
+    bounds = [start_at, *cuts, end_at]
+    return [(a, b, list(active_set_points(pool, a))) for a, b in itertools.pairwise(bounds)]
+
+
+def schedule_sizes(
+    pool: NodePool, start_at: datetime, end_at: datetime
+) -> list[tuple[datetime, int]]:
+    """`pool_sizes` of the schedule in force over [start_at, end_at), version by version (a
+    new version's size when it takes effect is that of its last firing before then)."""
+    steps: list[tuple[datetime, int]] = []
+    for a, b, set_points in schedule_segments(pool, start_at, end_at):
+        part = pool_sizes(set_points, a, b, pool.timezone) if set_points else [(a, 0)]
+        for t, size in part:
+            if not steps or steps[-1][1] != size:
+                steps.append((t, size))
+    return steps
+
+
+def pools_with_schedule(start_at: datetime, end_at: datetime) -> list[NodePool]:
+    """Pools with a set-point in force at some time of [start_at, end_at)."""
+    return [
+        pool
+        for pool in NodePool.objects.all()
+        if any(sps for _a, _b, sps in schedule_segments(pool, start_at, end_at))
+    ]
+
+
 def planned_uptime(pool: NodePool, start_at: datetime, end_at: datetime) -> list[PlannedInterval]:
-    set_points = list(pool.set_points.filter(active=True).order_by("id"))
-    if not set_points:
+    segments = schedule_segments(pool, start_at, end_at)
+    if not any(sps for _a, _b, sps in segments):
         return []
-    steps = pool_sizes(set_points, start_at, end_at, pool.timezone)
+    steps = schedule_sizes(pool, start_at, end_at)
     nodes = list(Node.objects.filter(pool=pool).order_by("name").values_list("id", flat=True))
     open_since: dict[int, datetime] = {}
     out: list[PlannedInterval] = []
@@ -145,7 +203,6 @@ def unmeasured_pools_planned_uptime(
     )
     return {
         pool.pk: planned_uptime(pool, start_at, end_at)
-        for pool in NodePool.objects.exclude(id__in=measured)
-        .filter(set_points__active=True)
-        .distinct()
+        for pool in pools_with_schedule(start_at, end_at)
+        if pool.pk not in measured
     }

@@ -326,16 +326,16 @@ class PoolFleet:
 def fleet(*, now: datetime | None = None) -> list[PoolFleet]:
     """Every pool with its node count, nodes up and warm at `now` and current rate (five small
     queries)."""
-    from django.db.models import Count, Q
+    from django.db.models import Count
     from django.utils import timezone
 
     from infra_costs.models import Node, RateKind
+    from infra_costs.schedule import active_set_points
 
     now = now or timezone.now()
     pools = list(
         NodePool.objects.annotate(
             node_count=Count("nodes", distinct=True),
-            set_point_count=Count("set_points", filter=Q(set_points__active=True), distinct=True),
         ).order_by("slug")
     )
     up_nodes: dict[int, set[int]] = defaultdict(set)
@@ -373,7 +373,7 @@ def fleet(*, now: datetime | None = None) -> list[PoolFleet]:
                 hourly_rate_usd=rate.hourly_rate_usd if rate else None,
                 warm_hourly_rate_usd=rate.warm_hourly_rate_usd if rate else None,
                 rate_since=rate.effective_from if rate else None,
-                set_points=pool.set_point_count,
+                set_points=active_set_points(pool, now).count(),
             )
         )
     return out

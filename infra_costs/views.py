@@ -32,6 +32,7 @@ MODEL_SUM_FIELDS = (
     "allocated_cost_usd",
     "fully_loaded_cost_usd",
     "external_cost_usd",
+    "stage_cost_usd",
 )
 
 
@@ -92,6 +93,7 @@ def unit_costs(request: HttpRequest) -> HttpResponse:
             ],
             "models_csv_url": f"{reverse('staff_costs:models_csv')}?{query}",
             "pools_csv_url": f"{reverse('staff_costs:pools_csv')}?{query}",
+            "stages_csv_url": f"{reverse('staff_costs:stages_csv')}?{query}",
             "api_url": f"{reverse('api-costs-unit-costs')}?{query}",
             "pricing_url": f"{reverse('staff_pricing:index')}?"
             + urlencode({"start": start.isoformat(), "end": end.isoformat(), "timezone": tz}),
@@ -121,7 +123,8 @@ def _csv_view(kind: str):
         name = f"unit-costs-{kind}-{c['start']:%Y-%m-%d}_{c['end']:%Y-%m-%d}"
         if c["window"] != "day" or c["idle_policy"] != "weighted":
             name += f"-{c['window']}-{c['idle_policy']}"
-        text = report.as_csv(data) if kind == "models" else report.pools_as_csv(data)
+        render = {"models": report.as_csv, "pools": report.pools_as_csv}
+        text = render.get(kind, report.stages_as_csv)(data)
         return _csv_response(text, f"{name}.csv")
 
     view.__name__ = f"{kind}_csv"
@@ -130,3 +133,4 @@ def _csv_view(kind: str):
 
 models_csv = _csv_view("models")
 pools_csv = _csv_view("pools")
+stages_csv = _csv_view("stages")

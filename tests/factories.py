@@ -27,11 +27,7 @@ class UserFactory(factory.django.DjangoModelFactory):
 def ensure_default_plans() -> None:
     """The spec's plans, as the data migration creates them. Transactional tests flush the
     database between tests, so they need this again."""
-    import importlib
-
-    plans = importlib.import_module("accounts.migrations.0002_default_plans").PLANS
-    for fields in plans:
-        Plan.objects.get_or_create(slug=fields["slug"], defaults=fields)
+    services.plans_ensure_defaults()
 
 
 def make_org(

@@ -201,6 +201,8 @@ QUOTA_UNITS = {
     "daily_generation_cap": "generations_per_day",
     "max_concurrent_jobs": "jobs",
     "overage_cap": "credits",
+    # Fair-use unlimited plans only: generations this plan period; past it jobs are throttled.
+    "fair_use_cap": "generations_per_period",
 }
 
 

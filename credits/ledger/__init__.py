@@ -19,13 +19,20 @@ Rules it keeps (TigerBeetle / pgledger style, on PostgreSQL):
 
 Layout, one verb per module: `_core` (the account UPDATE, the one entry insert, the one
 allocation insert, the burn-down order and draw), `accounts`, `grants` (create, expire,
-claw back), `holds` (create, capture, release), `adjustments`, `overage` (settle).
+claw back), `holds` (create, capture, release; a hold of 0 credits is a usage record that
+moves nothing and writes no entry), `adjustments`, `overage` (settle).
 """
 
 from credits.ledger.accounts import account_get_or_create, account_set_overage_limit
 from credits.ledger.adjustments import adjust
 from credits.ledger.grants import grant_clawback, grant_create, grant_expire
-from credits.ledger.holds import hold_capture, hold_create, hold_extend, hold_release
+from credits.ledger.holds import (
+    hold_capture,
+    hold_create,
+    hold_create_usage,
+    hold_extend,
+    hold_release,
+)
 from credits.ledger.overage import overage_settle
 
 __all__ = [
@@ -37,6 +44,7 @@ __all__ = [
     "grant_expire",
     "hold_capture",
     "hold_create",
+    "hold_create_usage",
     "hold_extend",
     "hold_release",
     "overage_settle",

@@ -164,6 +164,63 @@ def hold_create(
         return _hold_replay(existing, amount)
 
 
+def hold_create_usage(
+    *,
+    account: CreditAccount,
+    key: str,
+    expires_at: datetime | None = None,
+    api_key=None,
+    metadata: dict | None = None,
+    now: datetime | None = None,
+) -> CreditHold:
+    """A hold of 0 credits: the usage record of a job that costs nothing (a fair-use unlimited
+    plan). It counts for the quotas like any hold (daily cap, concurrency, fair-use cap) and
+    resolves once like any hold, but moves no credits, so it writes no ledger entry and leaves
+    the account's balance, held and version alone (every invariant holds trivially). The
+    caller holds the account's row lock (`spend_authorize`). Replaying `key` returns it."""
+    if not key:
+        raise ValidationError("A hold needs a key (e.g. the job id).")
+    now = now_or(now)
+    expires_at = expires_at or now + timedelta(seconds=settings.CREDITS_HOLD_TIMEOUT_S)
+    try:
+        with transaction.atomic():
+            return CreditHold.objects.create(
+                account_id=account.pk,
+                key=key,
+                amount=ZERO,
+                status=HoldStatus.HELD,
+                unfunded=ZERO,
+                api_key=api_key,
+                metadata=metadata or {},
+                expires_at=expires_at,
+                created_at=now,
+            )
+    except IntegrityError:
+        existing = CreditHold.objects.filter(account_id=account.pk, key=key).first()
+        if existing is None:
+            raise
+        return _hold_replay(existing, ZERO)
+
+
+def _resolve_usage(hold: CreditHold, status: str, now: datetime) -> CreditHold:
+    """Resolve a hold of 0 credits (`hold_create_usage`): only its status changes. Once: a
+    replay of the same resolution returns it; another resolution is an error."""
+    won = _lock_hold_for_resolution(
+        hold.pk, status, ZERO if status == HoldStatus.CAPTURED else None, now
+    )
+    if won is not None:
+        return won
+    current = CreditHold.objects.get(pk=hold.pk)
+    released = (HoldStatus.RELEASED, HoldStatus.EXPIRED)
+    if current.status == status or (status in released and current.status in released):
+        return current
+    verb = "captured" if status == HoldStatus.CAPTURED else "released"
+    raise ValidationError(
+        f"Hold {current.key!r} is already {current.status}; it cannot be {verb}.",
+        errors={"hold": [f"Already {current.status}."]},
+    )
+
+
 def _hold_replay(hold: CreditHold, amount: Decimal) -> CreditHold:
     if hold.amount != amount:
         raise IdempotencyConflict(
@@ -309,6 +366,13 @@ def hold_capture(
     of the same capture returns the hold; capturing a released hold is an error."""
     now = now_or(now)
     held_amount = hold.amount
+    if held_amount == 0:  # a usage record (`hold_create_usage`): nothing to post
+        if amount is not None and parse_credits(amount, field="amount", allow_zero=True) != 0:
+            raise ValidationError(
+                f"Cannot capture {amount}: the hold is for 0.",
+                errors={"amount": ["More than held."]},
+            )
+        return _resolve_usage(hold, HoldStatus.CAPTURED, now)
     charge = held_amount if amount is None else parse_credits(amount, field="amount")
     if charge > held_amount:
         raise ValidationError(
@@ -363,6 +427,8 @@ def hold_release(
     stale). Once: a replay returns the hold; releasing a captured hold is an error."""
     now = now_or(now)
     status = HoldStatus.EXPIRED if expired else HoldStatus.RELEASED
+    if hold.amount == 0:  # a usage record (`hold_create_usage`): nothing to give back
+        return _resolve_usage(hold, status, now)
     with transaction.atomic():
         won = _lock_hold_for_resolution(hold.pk, status, None, now)
         if won is None:

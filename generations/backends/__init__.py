@@ -21,6 +21,10 @@ class RunRequest:
     params: dict
     backend_config: dict
     timeout_s: int
+    # The plan's `watermark` flag (free tier): the output must carry a watermark. Each backend
+    # passes it on its own documented way (simulated: recorded in the output; ComfyUI: the
+    # `{{watermark}}` workflow value, and a note in the output).
+    watermark: bool = False
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,8 @@ plus this share of each other job's, default 0.3). The
 result's `url` is the job's output file (`/api/v1/generations/<id>/output/<id>.<ext>`, a
 placeholder of the type made on the fly, served to the job's organization only). Prompts
 containing `[fail]` fail (not the customer's fault) and `[reject]` are refused as the
-customer's fault — deterministic hooks for tests and demos.
+customer's fault — deterministic hooks for tests and demos. The result records the job's
+`watermark` flag (the plan's), as a real backend would apply it.
 """
 
 from __future__ import annotations
@@ -85,6 +86,8 @@ class SimulatedBackend:
                 "seed": request.params.get("seed", 0),
                 "service_time_s": round(service, 3),
                 "cold_start_s": cold,
+                # The plan's watermark flag (free tier), as a real backend would apply it.
+                "watermark": request.watermark,
             },
             node=node,
         )

@@ -27,6 +27,7 @@ from credits.services import hold_extend
 from generations.backends import BackendError, RunRequest, RunResult
 from generations.models import AIModel, Job, JobStatus
 from generations.services.events import job_event_add
+from generations.services.submission import job_watermark
 from infra_costs import fleet
 from infra_costs import services as infra_costs_services
 
@@ -59,6 +60,7 @@ def mates_claim(lead: Job, *, limit: int, worker: str) -> list[Job]:
         Job.objects.select_for_update(of=("self",), skip_locked=True)
         .filter(status=JobStatus.QUEUED, model_id=lead.model_id)
         .exclude(pk=lead.pk)
+        .exclude(enqueued_at__gt=now)  # rate-throttled (fair-use plans), not yet due
         .extra(
             where=["(params - %s - %s) = %s::jsonb"],
             params=[*BATCH_VARIES, json.dumps(_rest(lead.params))],
@@ -111,6 +113,7 @@ def batch_run(lead: Job, request: RunRequest, mates: list[Job], *, backend, work
             params=job.params,
             backend_config=job.model.backend_config or {},
             timeout_s=job.model.max_runtime_s,
+            watermark=job_watermark(job),
         )
         for job in mates
     ]

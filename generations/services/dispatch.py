@@ -7,6 +7,8 @@ is harmless (the claim runs a job once)."""
 
 from __future__ import annotations
 
+from django.utils import timezone
+
 from generations.models import Job, JobStatus
 from generations.services.submission import enqueue
 from infra_costs import fleet
@@ -20,6 +22,7 @@ def jobs_dispatch_waiting(*, pool_ids: list[int]) -> int:
             continue
         waiting = (
             Job.objects.filter(status=JobStatus.QUEUED, model__pool_id=pool_id)
+            .exclude(enqueued_at__gt=timezone.now())  # rate-throttled, not yet due
             .order_by("priority", "enqueued_at", "created_at")
             .values_list("pk", "priority", "model__pool__slug")[:slots]
         )

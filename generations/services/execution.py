@@ -26,6 +26,7 @@ from generations.backends import BackendError, RunRequest, get_backend
 from generations.models import Job, JobStatus
 from generations.services import batching
 from generations.services.events import job_event_add
+from generations.services.submission import job_watermark
 from infra_costs import fleet
 from infra_costs import services as infra_costs_services
 from infra_costs.models import RunStatus
@@ -61,6 +62,10 @@ def _claim(job_id, *, worker: str, now: datetime):
             return None, "gave up"
     if job.status != JobStatus.QUEUED:
         return None, f"already {job.status}"
+    if job.enqueued_at is not None and job.enqueued_at > now:
+        # A rate-throttled job (fair-use plan past its cap) published early (a redelivery):
+        # not before its start time; its delayed message, or the reaper after it, runs it.
+        return None, "throttled"
     backend = get_backend(job.model.backend)
     request = RunRequest(
         job_id=str(job.pk),
@@ -69,6 +74,7 @@ def _claim(job_id, *, worker: str, now: datetime):
         params=job.params,
         backend_config=job.model.backend_config or {},
         timeout_s=job.model.max_runtime_s,
+        watermark=job_watermark(job),
     )
     managed = fleet.pool_policy(job.model.pool_id) is not None
     if managed:

@@ -14,17 +14,18 @@ import json
 import logging
 import secrets
 import uuid
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 import jsonschema
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from accounts.models import APIKey, Organization, QueuePriority, User
+from accounts.models import APIKey, FairUseThrottle, Organization, QueuePriority, User
 from config.errors import IdempotencyConflict, ServerBusy, ValidationError
 from config.web.formats import format_credits
-from credits.services import hold_capture, spend_authorize
+from credits.services import fair_use_start, hold_capture, spend_authorize
 from generations.models import AIModel, Job, JobStatus
 from generations.selectors import model_params_schema, rate_current
 from generations.services.events import job_event_add
@@ -41,6 +42,18 @@ PRIORITY_BY_TIER = {
     QueuePriority.NORMAL: 5,
     QueuePriority.LOW: 8,
 }
+# Jobs of a fair-use unlimited plan past its cap, throttled to the lowest priority: after
+# every tier, free included.
+FAIR_USE_THROTTLED_PRIORITY = 9
+
+
+def job_watermark(job: Job) -> bool:
+    """Whether the job's outputs are watermarked: the plan's `watermark` flag as it was when
+    the job was accepted (kept in its hold's metadata), else the organization's plan now."""
+    if job.hold_id is not None and "watermark" in (job.hold.metadata or {}):
+        return bool(job.hold.metadata["watermark"])
+    subscription = getattr(job.organization, "subscription", None)
+    return bool(subscription is not None and subscription.plan.watermark)
 
 
 def queue_for_pool(pool_slug: str) -> str:
@@ -280,6 +293,7 @@ def _accept(
     rate = rate_current(model=model, now=now)
     if rate is None:
         raise ValidationError(f"{model.name} has no price yet.", errors={"model": ["No price."]})
+    plan = organization.subscription.plan
     hold = spend_authorize(
         organization=organization,
         amount=rate.credits,
@@ -289,29 +303,53 @@ def _accept(
             "model": model.slug,
             "job": str(job_id),
             "description": f"{model.name} generation",
+            "watermark": plan.watermark,
         },
         now=now,
     )
-    plan = organization.subscription.plan
+    priority = PRIORITY_BY_TIER.get(plan.queue_priority, 5)
+    message = f"accepted at {format_credits(rate.credits)} credits"
+    start = now
+    if plan.unlimited:
+        message = "accepted (unlimited plan)"
+        throttle = (hold.metadata or {}).get("fair_use")
+        if throttle is not None:
+            if throttle.get("mode") == FairUseThrottle.RATE:
+                start = max(now, fair_use_start(hold) or now)
+                message += (
+                    "; fair-use cap reached: starts no earlier than "
+                    f"{start.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
+                )
+            else:
+                priority = FAIR_USE_THROTTLED_PRIORITY
+                message += "; fair-use cap reached: runs at the lowest priority"
     job = Job.objects.create(
         **base,
         rate=rate,
         hold=hold,
         credits_held=hold.amount,
-        priority=PRIORITY_BY_TIER.get(plan.queue_priority, 5),
-        enqueued_at=now,
+        priority=priority,
+        # A rate-throttled job is queued from its start time: the worker does not claim it
+        # before (execution._claim), and the reaper counts its wait from then.
+        enqueued_at=start,
     )
-    job_event_add(
-        job, JobStatus.QUEUED, at=now, message=f"accepted at {format_credits(rate.credits)} credits"
-    )
+    job_event_add(job, JobStatus.QUEUED, at=now, message=message)
+    delay = (start - now).total_seconds()
     transaction.on_commit(
-        lambda: enqueue(job_id=job.pk, pool_slug=model.pool.slug, priority=job.priority)
+        lambda: enqueue(
+            job_id=job.pk,
+            pool_slug=model.pool.slug,
+            priority=job.priority,
+            countdown=delay if delay > 0 else None,
+        )
     )
     return job
 
 
 def _accept_cached(*, base, source: Job, model: AIModel, organization, api_key, now) -> Job:
     price = model.cache_price_credits
+    if organization.subscription.plan.unlimited:
+        price = Decimal(0)  # a fair-use unlimited plan pays no credits, cached or not
     hold = None
     if price > 0:
         hold = spend_authorize(
@@ -347,9 +385,10 @@ def _accept_cached(*, base, source: Job, model: AIModel, organization, api_key, 
     return job
 
 
-def enqueue(*, job_id, pool_slug: str, priority: int) -> bool:
-    """Publish the run task. A broker that is down leaves the job queued: the reaper publishes
-    it again later. Returns whether publishing worked."""
+def enqueue(*, job_id, pool_slug: str, priority: int, countdown: float | None = None) -> bool:
+    """Publish the run task (`countdown`: seconds before a worker may take it — a
+    rate-throttled job). A broker that is down leaves the job queued: the reaper publishes it
+    again later. Returns whether publishing worked."""
     from generations.tasks import run_generation  # the tasks module imports the services
 
     try:
@@ -357,6 +396,7 @@ def enqueue(*, job_id, pool_slug: str, priority: int) -> bool:
             args=[str(job_id)],
             queue=queue_for_pool(pool_slug),
             priority=priority,
+            countdown=countdown,
             retry=True,
             retry_policy={
                 "max_retries": 2,

@@ -30,7 +30,7 @@ from config.errors import (
 from config.web.decorators import organization_required
 from config.web.formats import format_credits
 from config.web.http import is_partial
-from credits.selectors import balance_summary, datetime_at_midnight
+from credits.selectors import balance_summary, datetime_at_midnight, fair_use_status
 from generations import selectors, services
 from generations.forms import ParamsForm, SubmitForm
 from generations.models import Job
@@ -194,6 +194,8 @@ def _render_generate(
         "job": job_view(job) if job is not None else None,
         "refusal": refusal,
         "summary": balance_summary(organization=organization),
+        # A fair-use unlimited plan: no credit prices, its cap and throttle state instead.
+        "fair_use": fair_use_status(organization=organization),
         "generate_url": reverse("generations:generate"),
         "partial": is_partial(request),
     }

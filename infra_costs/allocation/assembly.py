@@ -1,7 +1,12 @@
 """The unit-cost report of spec §5 from the raw aggregates: fully loaded cost (the pool's
 unallocated cost shared by allocated cost), the idle policies, rounding to 6 decimal places
 (largest remainder, so that Σ fully loaded + unattributed == infrastructure cost exactly) and
-the warnings."""
+the warnings.
+
+Per-generation costs that are not infrastructure (the model's external cost and its extra
+pipeline stages, both from `infra_costs.registry`) are added per succeeded generation: they
+enter `cost_per_generation_usd` and the weighted average, never the pools, the infrastructure
+total or the invariant Σ fully loaded + unattributed == infrastructure cost."""
 
 from __future__ import annotations
 
@@ -12,7 +17,7 @@ from typing import Any
 from infra_costs.allocation.method import HOUR, ZERO, Raw
 from infra_costs.allocation.windows import Inputs
 from infra_costs.models import Node
-from infra_costs.registry import external_costs_for
+from infra_costs.registry import Stage, external_costs_for, stage_costs_for
 
 Q6 = Decimal("0.000001")
 
@@ -51,11 +56,17 @@ def _div(a: Decimal, b: Decimal) -> Decimal | None:
 
 
 def assemble(
-    inp: Inputs, raw: Raw, *, idle_policy: str, external: dict[str, Decimal] | None = None
+    inp: Inputs,
+    raw: Raw,
+    *,
+    idle_policy: str,
+    external: dict[str, Decimal] | None = None,
+    stages: dict[str, list[Stage]] | None = None,
 ) -> dict[str, Any]:
     period = inp.period
     models = sorted(raw.counts)
     external_per_gen = external if external is not None else external_costs_for(models)
+    stages_of = stages if stages is not None else stage_costs_for(models)
     node_names = dict(
         Node.objects.filter(id__in=[n for _, n, _ in raw.outside]).values_list("id", "name")
     )
@@ -106,13 +117,22 @@ def assemble(
     rounded = apportion([fully[m] for m in models] + [unattributed], infra)
     fully_r, unattributed_r = dict(zip(models, rounded[:-1], strict=True)), rounded[-1]
 
+    gens_of = {m: raw.counts[m].get("succeeded", 0) for m in models}
+    stage_lines = {m: [(s, s.cost(gens_of[m])) for s in stages_of.get(m, ())] for m in models}
+    stage_cost = {m: sum((c for _, c in stage_lines[m]), ZERO) for m in models}
+    total_stages = sum(stage_cost.values(), ZERO)
+    stage_cost_r = dict(
+        zip(models, apportion([stage_cost[m] for m in models], total_stages), strict=True)
+    )
+
     model_rows = []
     total_gens = 0
     total_fully = ZERO
     total_external = ZERO
     for model in models:
-        gens = raw.counts[model].get("succeeded", 0)
+        gens = gens_of[model]
         ext = external_per_gen.get(model, ZERO) * gens
+        stage = stage_cost[model]
         total_gens += gens
         total_fully += fully[model]
         total_external += ext
@@ -126,8 +146,11 @@ def assemble(
                 "allocated_cost_usd": fmt(alloc[model]),
                 "fully_loaded_cost_usd": fmt(fully_r[model]),
                 "external_cost_usd": fmt(ext),
-                "cost_per_generation_usd": fmt(_div(fully[model] + ext, Decimal(gens))),
-                "active_cost_per_generation_usd": fmt(_div(active[model] + ext, Decimal(gens))),
+                "stage_cost_usd": fmt(stage_cost_r[model]),
+                "cost_per_generation_usd": fmt(_div(fully[model] + ext + stage, Decimal(gens))),
+                "active_cost_per_generation_usd": fmt(
+                    _div(active[model] + ext + stage, Decimal(gens))
+                ),
             }
         )
 
@@ -180,15 +203,44 @@ def assemble(
             "generations": total_gens,
             "unattributed_usd": fmt(unattributed_r),
             "weighted_avg_cost_per_generation_usd": fmt(
-                _div(total_fully + total_external, Decimal(total_gens))
+                _div(total_fully + total_external + total_stages, Decimal(total_gens))
             ),
             "idle_fraction": fmt(_div(total_up - total_busy, total_up)),
+            # Beside the infrastructure, never in it (nor in the invariant):
+            "external_cost_usd": fmt(total_external),
+            "stage_cost_usd": fmt(total_stages),
         },
+        # The stage lines of every model (model, stage), beside the models table:
+        "stages": [
+            row
+            for model in models
+            for row in _stage_rows(model, gens_of[model], stage_lines[model], stage_cost_r[model])
+        ],
         "warnings": warnings,
     }
     if idle_policy == "separate":
         report["idle"] = idle_rows
     return report
+
+
+def _stage_rows(
+    model: str, gens: int, lines: list[tuple[Stage, Decimal]], total_r: Decimal
+) -> list[dict[str, Any]]:
+    """A model's stage lines; their rounded costs add up to its rounded `stage_cost_usd`."""
+    rounded = apportion([c for _, c in lines], total_r) if lines else []
+    return [
+        {
+            "model": model,
+            "stage": stage.name,
+            "kind": stage.kind,
+            "generations": gens,
+            "cpu_seconds_per_generation": fmt(stage.cpu_seconds) if stage.kind == "cpu" else None,
+            "cpu_hourly_usd": fmt(stage.cpu_hourly_usd) if stage.kind == "cpu" else None,
+            "usd_per_generation": fmt(stage.usd_per_generation),
+            "cost_usd": fmt(cost_r),
+        }
+        for (stage, _), cost_r in zip(lines, rounded, strict=True)
+    ]
 
 
 def _warnings(inp, raw, pool_ids, node_names, pool_unalloc, idle_policy) -> list[dict[str, Any]]:

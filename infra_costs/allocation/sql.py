@@ -4,6 +4,7 @@ time, job counts) computed set-based by PostgreSQL — temp tables, window funct
 
 from __future__ import annotations
 
+import re
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -20,6 +21,7 @@ from infra_costs.models import (
     UptimeInterval,
 )
 
+UNGROUPED = "-"  # the group of runs not in a `group_table`
 _TEMP = ("_uc_slices", "_uc_rates", "_uc_up", "_uc_up_sl", "_uc_g", "_uc_jw")
 _NO_RATE = (None, None, None)
 
@@ -116,8 +118,15 @@ def _helper_busy(conn_params: dict, snapshot: str, sql: str, params: dict) -> li
     return rows
 
 
-def raw_aggregates(inp: Inputs) -> Raw:
+GROUP_TABLE_RE = re.compile(r"^_[a-z][a-z0-9_]{0,40}$")
+
+
+def raw_aggregates(inp: Inputs, *, group_table: str | None = None) -> Raw:
     """The engine. Steps (temp tables, dropped at the end):
+
+    `group_table`: the name of a temp table `(external_id text, grp text)` of the caller's
+    transaction: runs are then grouped by `grp` instead of by model (runs not in it by
+    `UNGROUPED`) — the same allocation per group of runs (see `allocation.grouped`).
 
     1. slices (windows cut at rate changes) and the rates of each pool in each slice (hourly,
        spot and warm: the version in force);
@@ -269,7 +278,13 @@ def raw_aggregates(inp: Inputs) -> Raw:
                 _helper_busy, connection.get_connection_params(), snapshot, busy_sql, busy_params
             )
             pool.shutdown(wait=False)
-        # 3. The weights: runs of the period by model, pool, (first, last) slice.
+        # 3. The weights: runs of the period by model (or group), pool, (first, last) slice.
+        group_key, group_join = "r.model_slug", ""
+        if group_table is not None:
+            if not GROUP_TABLE_RE.match(group_table):
+                raise ValueError("group_table must be a plain temp table name")
+            group_key = f"coalesce(gt.grp, '{UNGROUPED}')"
+            group_join = f"LEFT JOIN pg_temp.{group_table} gt ON gt.external_id = r.external_id"
         cur.execute(
             f"""
             CREATE TEMP TABLE _uc_g ON COMMIT DROP AS
@@ -285,11 +300,11 @@ def raw_aggregates(inp: Inputs) -> Raw:
                             THEN x.e - (%(b)s::timestamptz[])[x.i_e] END)
                        FILTER (WHERE x.status = 'succeeded') AS d_last
             FROM (
-                SELECT r.model_slug AS model, r.pool_id, r.status,
+                SELECT {group_key} AS model, r.pool_id, r.status,
                        greatest(r.started_at, %(p0)s) AS s, r.finished_at AS e,
                        width_bucket(greatest(r.started_at, %(p0)s), %(b)s::timestamptz[]) AS i_s,
                        width_bucket(r.finished_at, %(b)s::timestamptz[]) AS i_e
-                FROM {run_t} r
+                FROM {run_t} r {group_join}
                 WHERE r.finished_at >= %(p0)s AND r.finished_at < %(p1)s
                   AND r.status = ANY(%(terminal)s)
             ) x

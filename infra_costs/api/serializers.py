@@ -86,6 +86,17 @@ class PoolCostSerializer(serializers.Serializer):
     unallocated_usd = serializers.CharField(help_text=USD)
 
 
+class StageLineSerializer(serializers.Serializer):
+    model = serializers.CharField()
+    stage = serializers.CharField(help_text="The stage's name.")
+    generations = serializers.IntegerField()
+    kind = serializers.CharField(help_text="cpu (CPU seconds at a CPU rate) or fixed.")
+    cpu_seconds_per_generation = serializers.CharField(allow_null=True, help_text="cpu only.")
+    cpu_hourly_usd = serializers.CharField(allow_null=True, help_text="cpu only. " + USD)
+    usd_per_generation = serializers.CharField(help_text=USD)
+    cost_usd = serializers.CharField(help_text="usd_per_generation × generations. " + USD)
+
+
 class ModelCostSerializer(serializers.Serializer):
     model = serializers.CharField()
     generations = serializers.IntegerField()
@@ -95,8 +106,15 @@ class ModelCostSerializer(serializers.Serializer):
     allocated_cost_usd = serializers.CharField(help_text=USD)
     fully_loaded_cost_usd = serializers.CharField(help_text=USD)
     external_cost_usd = serializers.CharField(help_text=USD)
-    cost_per_generation_usd = serializers.CharField(allow_null=True, help_text=USD)
-    active_cost_per_generation_usd = serializers.CharField(allow_null=True, help_text=USD)
+    stage_cost_usd = serializers.CharField(
+        help_text="Extra pipeline stages (CPU, fixed) × generations; not infrastructure. " + USD
+    )
+    cost_per_generation_usd = serializers.CharField(
+        allow_null=True, help_text="(fully loaded + external + stages) / generations. " + USD
+    )
+    active_cost_per_generation_usd = serializers.CharField(
+        allow_null=True, help_text="(active + external + stages) / generations. " + USD
+    )
 
 
 class TotalsSerializer(serializers.Serializer):
@@ -105,6 +123,8 @@ class TotalsSerializer(serializers.Serializer):
     unattributed_usd = serializers.CharField(help_text=USD)
     weighted_avg_cost_per_generation_usd = serializers.CharField(allow_null=True)
     idle_fraction = serializers.CharField(allow_null=True)
+    external_cost_usd = serializers.CharField(help_text="Not infrastructure. " + USD)
+    stage_cost_usd = serializers.CharField(help_text="Not infrastructure. " + USD)
 
 
 class IdleLineSerializer(serializers.Serializer):
@@ -126,6 +146,9 @@ class UnitCostsSerializer(serializers.Serializer):
     pools = PoolCostSerializer(many=True)
     models = ModelCostSerializer(many=True)
     totals = TotalsSerializer()
+    stages = StageLineSerializer(
+        many=True, help_text="Pipeline stage lines per model (not infrastructure)."
+    )
     warnings = WarningSerializer(many=True)
     idle = IdleLineSerializer(
         many=True, required=False, help_text="Only with idle_policy=separate."

@@ -17,6 +17,9 @@ The method:
    between the closest ranks (numpy's default, Excel's PERCENTILE.INC).
 4. **Recommended nodes** per slot: `max(min_nodes, ceil(demand · (1 + buffer)))`, exactly
    (demand is a Fraction, never a float).
+4b. **Fit to the SLA** (`fit="sla"`, the default; `fit="percentile"` stops at step 4): trim
+   the least loaded slots' nodes (never to their mean load or below `min_nodes`) for as long
+   as the replay of step 7 keeps the p95 wait within the pool's SLA (`fit.py`).
 5. **Set-points**: the slots where the weekly sequence changes (cyclically: Sunday 23:00 →
    Monday 00:00 counts) become firings `0 H * * D` in the pool's time zone; firings of one
    hour and node count are merged over days (`0 8 * * 1-5`), then over hours. A constant
@@ -41,7 +44,8 @@ Money is exact Decimal (6 dp when shown); waits are microsecond integers, shown 
 
 The package, one step per module: `demand` (busy node-hours per local hour → demand per
 hour-of-week, the exact math), `setpoints` (per-slot node counts ↔ cron set-points), `data`
-(reads: runs, measured uptime, the rate in force), `cost` (capacity over time → node-hours
+(reads: runs, measured uptime, the rate in force), `fit` (step 4b), `services` (apply as a
+schedule version), `cost` (capacity over time → node-hours
 and cost per week), `fifo` (the replay and its wait statistics), `recommend` (the service,
 `recommend_capacity`) and `formatting` (table and JSON).
 """

@@ -99,8 +99,8 @@ def busy_per_hour(intervals: list[tuple[int, int]], bounds: list[int]) -> list[i
     return busy
 
 
-def slot_demand(hours: Hours, busy_us: list[int], p: Fraction | Decimal | int) -> list[Fraction]:
-    """Per hour-of-week slot, the p-th percentile of its observations' busy nodes."""
+def slot_samples(hours: Hours, busy_us: list[int]) -> list[list[Fraction]]:
+    """Per hour-of-week slot, its observations' busy nodes (one per week, usually)."""
     obs_busy = [0] * len(hours.slot_of_obs)
     for h, us in enumerate(busy_us):
         obs_busy[hours.obs_of_hour[h]] += us
@@ -109,4 +109,16 @@ def slot_demand(hours: Hours, busy_us: list[int], p: Fraction | Decimal | int) -
         length = hours.length_of_obs[k]
         if length:
             samples[slot].append(Fraction(obs_busy[k], length))
-    return [percentile_of(s, p) or Fraction(0) for s in samples]
+    return samples
+
+
+def slot_demand(hours: Hours, busy_us: list[int], p: Fraction | Decimal | int) -> list[Fraction]:
+    """Per hour-of-week slot, the p-th percentile of its observations' busy nodes."""
+    return [percentile_of(s, p) or Fraction(0) for s in slot_samples(hours, busy_us)]
+
+
+def slot_mean(hours: Hours, busy_us: list[int]) -> list[Fraction]:
+    """Per hour-of-week slot, the mean of its observations' busy nodes (0 without any)."""
+    return [
+        sum(s, Fraction(0)) / len(s) if s else Fraction(0) for s in slot_samples(hours, busy_us)
+    ]

@@ -99,7 +99,13 @@ def as_table(rec: Recommendation) -> str:
         f"Window {rec.start_at:%Y-%m-%d} → {rec.end_at:%Y-%m-%d} (UTC, {rec.weeks} weeks): "
         f"{rec.jobs} jobs, {rec.replayed} started in the window",
         f"Demand = p{p} of busy nodes per hour-of-week; nodes = max({rec.min_nodes}, "
-        f"ceil(demand × {1 + rec.buffer:f}))",
+        f"ceil(demand × {1 + rec.buffer:f}))"
+        + (
+            f", then fitted to the SLA ({rec.fit_replays} replays: "
+            f"{sum(rec.formula_nodes) - sum(rec.nodes)} node-hours a week trimmed)"
+            if rec.fit == "sla"
+            else ""
+        ),
         "",
         "Recommended nodes per local hour",
     ]

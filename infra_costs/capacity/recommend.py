@@ -18,18 +18,24 @@ from infra_costs.capacity.demand import (
     busy_per_hour,
     recommended_nodes,
     slot_demand,
+    slot_mean,
     window_hours,
 )
 from infra_costs.capacity.fifo import ReplayStats, replay, wait_stats
+from infra_costs.capacity.fit import fit_to_sla
 from infra_costs.capacity.setpoints import SetPoint, as_models, compress
 from infra_costs.capacity.units import US, US_PER_H
 from infra_costs.models import NodePool
 from infra_costs.periods import zone
+from infra_costs.schedule import active_set_points
 
 MAX_WEEKS = 52
 DEFAULT_WEEKS = 4
 DEFAULT_BUFFER = Decimal("0.2")
 DEFAULT_PERCENTILE = Decimal(90)
+FITS = ("sla", "percentile")  # sla: trimmed to the SLA by the replay (fit.py); percentile: §3 only
+DEFAULT_FIT = "sla"
+MAX_MIN_NODES = 1000
 # Replayed capacity is known up to one week past the window (queues drain into it); after
 # that the last size holds.
 REPLAY_TAIL = timedelta(days=7)
@@ -48,7 +54,7 @@ class Recommendation:
     jobs: int  # runs overlapping the window
     replayed: int  # runs started in the window
     demand: list[Fraction]  # per slot, busy nodes
-    nodes: list[int]  # per slot
+    nodes: list[int]  # per slot (after the fit)
     set_points: list[SetPoint]
     rate: Decimal | None
     current_basis: str  # "schedule" | "uptime" | "none"
@@ -58,6 +64,11 @@ class Recommendation:
     recommended_cost_usd: Decimal | None
     savings_fraction: Decimal | None
     replay: dict[str, ReplayStats] = field(default_factory=dict)
+    fit: str = DEFAULT_FIT
+    formula_nodes: list[int] = field(default_factory=list)  # per slot, §3's formula alone
+    mean_demand: list[Fraction] = field(default_factory=list)  # per slot, busy nodes
+    fit_replays: int = 0
+    current_steps: list[tuple[int, int]] = field(default_factory=list)  # capacity over time
 
 
 def _decimal(value, name: str) -> Decimal:
@@ -80,6 +91,8 @@ def recommend_capacity(
     percentile: Decimal | str | float = DEFAULT_PERCENTILE,
     end: date | None = None,
     now: datetime | None = None,
+    fit: str = DEFAULT_FIT,
+    min_nodes: int | None = None,
 ) -> Recommendation:
     if not isinstance(pool, NodePool):
         slug = pool
@@ -100,6 +113,10 @@ def recommend_capacity(
         raise ValidationError(
             "percentile must be from 0 to 100.", errors={"percentile": ["From 0 to 100."]}
         )
+    if fit not in FITS:
+        raise ValidationError(
+            "fit must be sla or percentile.", errors={"fit": ["Choose sla or percentile."]}
+        )
     tz = zone(pool.timezone or "UTC")
     now = now or dj_timezone.now()
     end_day = end or now.astimezone(UTC).date()
@@ -119,13 +136,38 @@ def recommend_capacity(
 
     # Demand → nodes per slot → set-points.
     hours = window_hours(start_at, end_at, tz)
-    demand = slot_demand(hours, busy_per_hour(intervals, hours.bounds), p)
-    min_nodes = pool.min_nodes if pool.min_nodes is not None else 1
-    nodes = [recommended_nodes(d, Fraction(buffer), min_nodes) for d in demand]
-    set_points = compress(nodes, pool.timezone or "UTC")
+    busy_us = busy_per_hour(intervals, hours.bounds)
+    demand = slot_demand(hours, busy_us, p)
+    mean = slot_mean(hours, busy_us)
+    if min_nodes is None:
+        min_nodes = pool.min_nodes if pool.min_nodes is not None else 1
+    elif not isinstance(min_nodes, int) or not 0 <= min_nodes <= MAX_MIN_NODES:
+        raise ValidationError(
+            f"min_nodes must be an integer from 0 to {MAX_MIN_NODES}.",
+            errors={"min_nodes": [f"From 0 to {MAX_MIN_NODES}."]},
+        )
+    formula_nodes = [recommended_nodes(d, Fraction(buffer), min_nodes) for d in demand]
+    tz_name = pool.timezone or "UTC"
+
+    def steps_of(per_slot: list[int]):
+        models = as_models(compress(per_slot, tz_name), pool)
+        return schedule_steps(models, start_at, horizon, pool.timezone)
+
+    sla = pool.sla_queue_wait_s
+    nodes, fit_replays = formula_nodes, 0
+    if fit == "sla":
+        nodes, fit_replays = fit_to_sla(
+            formula_nodes,
+            mean,
+            min_nodes,
+            sla,
+            lambda per_slot: wait_stats(replay(replay_jobs, steps_of(per_slot)), sla),
+            demand=demand,
+        )
+    set_points = compress(nodes, tz_name)
 
     # Capacities: current (schedule, or measured uptime without one) and recommended.
-    current_sps = list(pool.set_points.filter(active=True).order_by("id"))
+    current_sps = list(active_set_points(pool))
     if current_sps:
         basis = "schedule"
         current = schedule_steps(current_sps, start_at, horizon, pool.timezone)
@@ -145,7 +187,6 @@ def recommend_capacity(
             ctx.prec = 60
             savings = 1 - recommended_cost / current_cost
 
-    sla = pool.sla_queue_wait_s
     per_week = Decimal(US_PER_H) * weeks
     return Recommendation(
         pool=pool,
@@ -172,4 +213,9 @@ def recommend_capacity(
             "current": wait_stats(replay(replay_jobs, current), sla),
             "recommended": wait_stats(replay(replay_jobs, recommended), sla),
         },
+        fit=fit,
+        formula_nodes=formula_nodes,
+        mean_demand=mean,
+        fit_replays=fit_replays,
+        current_steps=current,
     )

@@ -152,7 +152,7 @@ def test_stripe_sync_is_idempotent(catalog, fake_gateway):
     out = StringIO()
     call_command("stripe_sync", stdout=out)
     first = {p.slug: p.stripe_price_id for p in Plan.objects.filter(monthly_price_usd__gt=0)}
-    assert set(first) == {"starter", "creator", "studio"}
+    assert set(first) == {"starter", "creator", "studio", "unlimited"}  # every priced plan
     assert all(v.startswith("price_fake") for v in first.values())
     packs = dict(CreditPack.objects.values_list("slug", "stripe_price_id"))
     assert all(packs.values())

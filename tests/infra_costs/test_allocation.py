@@ -234,11 +234,14 @@ def test_external_cost_per_generation(world):
     world.up("n", "2026-01-05 00:00", "2026-01-05 02:00", pool="p")
     world.job("n", "2026-01-05 00:00", "2026-01-05 00:30", model="a")
     world.job("n", "2026-01-05 01:00", "2026-01-05 01:30", model="a")
+    from infra_costs import registry
+
+    previous = registry._provider  # the generations app's provider: put back afterwards
     set_external_costs_provider(lambda slugs: {"a": Decimal("0.25")})
     try:
         r = world.report("2026-01-05", "2026-01-06")
     finally:
-        set_external_costs_provider(None)
+        set_external_costs_provider(previous)
     a = model_row(r, "a")
     assert a["external_cost_usd"] == "0.500000"
     assert a["cost_per_generation_usd"] == "1.250000"  # (2.00 + 0.50) / 2
@@ -266,6 +269,8 @@ def test_empty_period(world):
         "unattributed_usd": "0.000000",
         "weighted_avg_cost_per_generation_usd": None,
         "idle_fraction": None,
+        "external_cost_usd": "0.000000",
+        "stage_cost_usd": "0.000000",
     }
 
 

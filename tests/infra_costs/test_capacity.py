@@ -29,6 +29,7 @@ MON = datetime(2026, 1, 5, tzinfo=UTC)  # a Monday; windows below end on Mondays
 END_1W = date(2026, 1, 12)
 H = timedelta(hours=1)
 S = 1_000_000  # µs per second
+PCT = "percentile"  # §3's formula alone (the SLA fit is tested in test_capacity_fit.py)
 
 
 # --- Helpers -------------------------------------------------------------------------------------
@@ -129,7 +130,7 @@ def test_percentile_is_linear_interpolation_between_ranks():
 @pytest.mark.django_db
 def test_constant_load_of_one_and_a_half_nodes_gives_two_nodes_everywhere():
     p = constant_load(Pool(), MON, weeks=2)
-    rec = recommend_capacity("gpu", weeks=2, end=date(2026, 1, 19))
+    rec = recommend_capacity("gpu", fit=PCT, weeks=2, end=date(2026, 1, 19))
     assert set(rec.demand) == {Fraction(3, 2)}
     assert rec.nodes == [2] * 168  # ceil(1.5 × 1.2) = 2
     assert as_dict(rec)["set_points"] == [{"cron": "0 0 * * *", "nodes": 2, "timezone": "UTC"}]
@@ -146,7 +147,7 @@ def test_weekday_nine_to_five_peak():
         for n in ("x", "y", "z"):
             p.job(n, nine, nine + 8 * H)
     p.save()
-    rec = recommend_capacity("gpu", weeks=1, end=END_1W)
+    rec = recommend_capacity("gpu", fit=PCT, weeks=1, end=END_1W)
     for s in range(168):
         peak = s // 24 < 5 and 9 <= s % 24 < 17
         assert rec.demand[s] == (4 if peak else 1), s
@@ -166,14 +167,14 @@ def test_percentile_across_weeks_is_p90_not_the_mean():
     for n in ("x", "y", "z", "w"):
         p.job(n, wed10, wed10 + H)
     p.save()
-    rec = recommend_capacity("gpu", end=END_1W)  # weeks=4 by default
+    rec = recommend_capacity("gpu", fit=PCT, end=END_1W)  # weeks=4 by default
     s = slot(2, 10)
     assert rec.demand[s] == Fraction(19, 5)  # p90 of [1, 1, 1, 5]; the mean would be 2
     assert rec.nodes[s] == 5  # ceil(3.8 × 1.2 = 4.56); the mean would give ceil(2.4) = 3
     assert all(n == 2 for i, n in enumerate(rec.nodes) if i != s)
-    median = recommend_capacity("gpu", end=END_1W, percentile="50")
+    median = recommend_capacity("gpu", fit=PCT, end=END_1W, percentile="50")
     assert median.nodes == [2] * 168
-    top = recommend_capacity("gpu", end=END_1W, percentile="100")
+    top = recommend_capacity("gpu", fit=PCT, end=END_1W, percentile="100")
     assert top.nodes[s] == 6  # ceil(5 × 1.2)
     assert as_dict(rec)["set_points"] == [
         {"cron": "0 10 * * 3", "nodes": 5, "timezone": "UTC"},
@@ -187,11 +188,11 @@ def test_min_nodes_floor():
     wed10 = MON + timedelta(days=2, hours=10)
     p.job("a", wed10, wed10 + timedelta(minutes=6))  # 0.1 busy node in one hour
     p.save()
-    rec = recommend_capacity("gpu", weeks=1, end=END_1W)
+    rec = recommend_capacity("gpu", fit=PCT, weeks=1, end=END_1W)
     assert rec.nodes == [3] * 168
     p.pool.min_nodes = 0
     p.pool.save()
-    rec = recommend_capacity("gpu", weeks=1, end=END_1W)
+    rec = recommend_capacity("gpu", fit=PCT, weeks=1, end=END_1W)
     assert rec.nodes[slot(2, 10)] == 1  # ceil(0.12)
     assert sum(rec.nodes) == 1  # 0 nodes wherever there is no demand
     assert as_dict(rec)["set_points"] == [
@@ -206,7 +207,7 @@ def test_min_nodes_floor():
 )
 def test_buffer_option(buffer, nodes):
     constant_load(Pool(), MON, weeks=1, extra_minutes=60)  # exactly 2 busy nodes
-    rec = recommend_capacity("gpu", weeks=1, end=END_1W, buffer=buffer)
+    rec = recommend_capacity("gpu", fit=PCT, weeks=1, end=END_1W, buffer=buffer)
     assert rec.nodes == [nodes] * 168
 
 
@@ -218,7 +219,7 @@ def test_failed_cancelled_and_running_jobs_are_busy():
     p.job("b", t, t + H, status="cancelled")
     p.job("c", MON + timedelta(days=6, hours=22), None)  # still running: busy until the end
     p.save()
-    rec = recommend_capacity("gpu", weeks=1, end=END_1W, buffer="0")
+    rec = recommend_capacity("gpu", fit=PCT, weeks=1, end=END_1W, buffer="0")
     assert rec.demand[slot(1, 3)] == 2
     assert rec.demand[slot(6, 22)] == rec.demand[slot(6, 23)] == 1
     assert sum(rec.nodes) == 2 + 1 + 1
@@ -230,7 +231,7 @@ def test_jobs_crossing_the_window_count_only_inside_it():
     p.job("a", MON - 2 * H, MON + timedelta(minutes=30))  # before the window: 30 min inside
     p.job("b", MON + 3 * H, MON + 3 * H + timedelta(minutes=15))
     p.save()
-    rec = recommend_capacity("gpu", weeks=1, end=END_1W, buffer="0")
+    rec = recommend_capacity("gpu", fit=PCT, weeks=1, end=END_1W, buffer="0")
     assert rec.demand[0] == Fraction(1, 2)
     assert rec.demand[3] == Fraction(1, 4)
     assert rec.jobs == 2 and rec.replayed == 1  # the replay takes jobs that started inside
@@ -245,7 +246,7 @@ def test_hours_of_week_are_local_to_the_pool_time_zone():
         p.job("x", nine, nine + 8 * H)
     p.save()
     # The window [2026-01-05, 2026-01-12) UTC is Sunday 19:00 → Sunday 19:00 in New York.
-    rec = recommend_capacity("gpu", weeks=1, end=END_1W, buffer="0")
+    rec = recommend_capacity("gpu", fit=PCT, weeks=1, end=END_1W, buffer="0")
     for s in range(168):
         assert rec.nodes[s] == (1 if s // 24 < 5 and 9 <= s % 24 < 17 else 0), s
     assert as_dict(rec)["set_points"] == [
@@ -290,7 +291,7 @@ def test_a_window_across_a_dst_change():
         nine = nine or datetime(2026, 4, day - 8, 9, tzinfo=tz)
         p.job("x", nine, nine + 8 * H)
     p.save()
-    rec = recommend_capacity("gpu", weeks=2, end=date(2026, 4, 6), buffer="0")
+    rec = recommend_capacity("gpu", fit=PCT, weeks=2, end=date(2026, 4, 6), buffer="0")
     # Every day 09:00–17:00 local, before and after the change.
     assert rec.nodes == [1 if 9 <= s % 24 < 17 else 0 for s in range(168)]
     assert as_dict(rec)["set_points"] == [
@@ -356,7 +357,7 @@ def test_recommended_set_points_expand_back_to_the_recommendation():
         s = start + timedelta(minutes=rng.randrange(0, 2 * 7 * 24 * 60))
         p.job(f"n{k % 9}", s, s + timedelta(minutes=rng.randint(1, 180)))
     p.save()
-    rec = recommend_capacity("gpu", weeks=2, end=END_1W)
+    rec = recommend_capacity("gpu", fit=PCT, weeks=2, end=END_1W)
     assert expand_per_slot(as_models(rec.set_points), MON, "UTC") == rec.nodes
 
 
@@ -419,7 +420,7 @@ def test_costs_per_week_and_savings():
     p = Pool(rate="2.00")
     p.set_point("0 0 * * *", 3)
     constant_load(p, MON, weeks=1)
-    rec = recommend_capacity("gpu", weeks=1, end=END_1W)
+    rec = recommend_capacity("gpu", fit=PCT, weeks=1, end=END_1W)
     out = as_dict(rec)
     assert out["current_cost_usd"] == "1008.000000"  # 3 nodes × 168 h × $2
     assert out["recommended_cost_usd"] == "672.000000"  # 2 nodes × 168 h × $2
@@ -427,7 +428,7 @@ def test_costs_per_week_and_savings():
     assert rec.current_basis == "schedule"
     # Under-provisioned now: the recommendation costs more (negative savings).
     ScheduleSetPoint.objects.filter(pool=p.pool).update(node_count=1)
-    out = as_dict(recommend_capacity("gpu", weeks=1, end=END_1W))
+    out = as_dict(recommend_capacity("gpu", fit=PCT, weeks=1, end=END_1W))
     assert out["current_cost_usd"] == "336.000000"
     assert out["savings_fraction"] == "-1.000000"
 
@@ -447,7 +448,9 @@ def test_cost_uses_the_rate_in_force_now():
     )
     p.set_point("0 0 * * *", 1)
     constant_load(p, MON, weeks=1)
-    rec = recommend_capacity("gpu", weeks=1, end=END_1W, now=datetime(2026, 2, 1, tzinfo=UTC))
+    rec = recommend_capacity(
+        "gpu", fit=PCT, weeks=1, end=END_1W, now=datetime(2026, 2, 1, tzinfo=UTC)
+    )
     assert rec.rate == Decimal("3.00")
     assert as_dict(rec)["current_cost_usd"] == "504.000000"  # 1 × 168 h × $3
 
@@ -464,7 +467,7 @@ def test_without_a_schedule_the_current_capacity_is_the_measured_uptime():
     )
     p.job("a", MON + H, MON + 2 * H)
     p.save()
-    rec = recommend_capacity("gpu", weeks=1, end=END_1W)
+    rec = recommend_capacity("gpu", fit=PCT, weeks=1, end=END_1W)
     assert rec.current_basis == "uptime"
     assert as_dict(rec)["current_cost_usd"] == "168.000000"
 
@@ -481,7 +484,7 @@ def test_replay_share_over_sla_current_versus_recommended():
         for n in ("a", "b", "c"):
             p.job(n, t, t + timedelta(minutes=10))
     p.save()
-    rec = recommend_capacity("gpu", weeks=1, end=END_1W, buffer="5")
+    rec = recommend_capacity("gpu", fit=PCT, weeks=1, end=END_1W, buffer="5")
     assert rec.nodes == [3] * 168
     out = as_dict(rec)["replay"]
     assert out["current"] == {

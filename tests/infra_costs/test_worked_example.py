@@ -39,7 +39,8 @@ def test_worked_example_numbers():
     _import_example()
     report = _unit_costs()
 
-    assert set(report) == {"period", "pools", "models", "totals", "warnings"}
+    assert set(report) == {"period", "pools", "models", "totals", "stages", "warnings"}
+    assert report["stages"] == []  # no model declares pipeline stages
     assert report["period"]["windows"] == 3
     assert report["warnings"] == []
 
@@ -70,6 +71,7 @@ def test_worked_example_numbers():
         "allocated_cost_usd": "11.700000",
         "fully_loaded_cost_usd": "14.163158",  # 11.70 + 14.40 × 11.70 / 68.40
         "external_cost_usd": "0.000000",
+        "stage_cost_usd": "0.000000",
         "cost_per_generation_usd": "14.163158",
         "active_cost_per_generation_usd": "0.600000",
     }
@@ -83,6 +85,7 @@ def test_worked_example_numbers():
         "allocated_cost_usd": "56.700000",  # 23.40 + 11.70 + 21.60
         "fully_loaded_cost_usd": "68.636842",
         "external_cost_usd": "0.000000",
+        "stage_cost_usd": "0.000000",
         "cost_per_generation_usd": "34.318421",
         "active_cost_per_generation_usd": "1.500000",
     }
@@ -92,6 +95,8 @@ def test_worked_example_numbers():
         "unattributed_usd": "24.000000",  # gpu2: no succeeded job ever
         "weighted_avg_cost_per_generation_usd": "27.600000",
         "idle_fraction": "0.978175",
+        "external_cost_usd": "0.000000",
+        "stage_cost_usd": "0.000000",
     }
 
 

@@ -94,6 +94,8 @@ def run_result(
             "images": files,
             "prompt_id": prompt_id,
             "seed": values.get("seed"),
+            # The plan's watermark flag as the workflow got it (`{{watermark}}`).
+            "watermark": request.watermark,
         },
         node=node,
         started_at=started,

@@ -1,7 +1,8 @@
 """The workflow a job posts: the model's ComfyUI workflow (API format; else a standard txt2img
 graph) with its `{{placeholders}}` filled from the job's params, the model's defaults and the
-built-in ones, and every output node's `filename_prefix` holding the job id (injected when the
-template lacks `{{job_id}}`); and a node's 400 answer to it read as whose fault it is
+built-in ones (`job_id`, `model`, `watermark`: the plan's watermark flag, true/false), and
+every output node's `filename_prefix` holding the job id (injected when the template lacks
+`{{job_id}}`); and a node's 400 answer to it read as whose fault it is
 (`invalid_params` when only inputs filled from the customer's params are wrong, else
 `invalid_workflow`)."""
 
@@ -86,6 +87,9 @@ def build_workflow(request: RunRequest) -> tuple[dict, dict[tuple[str, str], str
         **request.params,
         "job_id": request.job_id,
         "model": request.model_slug,
+        # The plan's watermark flag (free tier): a workflow with a watermark node takes it
+        # as `{{watermark}}` (true/false); the result notes it too (outputs.py).
+        "watermark": request.watermark,
     }
     if "seed" not in values:
         values["seed"] = zlib.crc32(request.job_id.encode())

@@ -1,6 +1,6 @@
 """`manage.py recommend_capacity --pool POOL [--weeks 4] [--buffer 0.2] [--percentile 90]
-[--end DATE] [--format table|json]` — spec §3 "Capacity recommendation", method in
-`infra_costs.capacity` and docs/capacity.md."""
+[--fit sla|percentile] [--end DATE] [--format table|json]` — spec §3 "Capacity
+recommendation", method in `infra_costs.capacity` and docs/capacity.md."""
 
 from __future__ import annotations
 
@@ -50,6 +50,14 @@ class Command(BaseCommand):
             "(0–100, default %(default)s).",
         )
         parser.add_argument(
+            "--fit",
+            choices=("sla", "percentile"),
+            default="sla",
+            help="sla (default): the formula's nodes, then trimmed where the replay shows the "
+            "head-room is not needed while the p95 wait stays within the pool's SLA; "
+            "percentile: the formula alone (spec §3).",
+        )
+        parser.add_argument(
             "--end",
             metavar="DATE",
             help="UTC date the window ends at (exclusive, YYYY-MM-DD; default today).",
@@ -70,6 +78,7 @@ class Command(BaseCommand):
                 buffer=options["buffer"],
                 percentile=options["percentile"],
                 end=_date(options["end"]) if options["end"] else None,
+                fit=options["fit"],
             )
         except ServiceError as exc:
             raise CommandError(exc.detail) from None

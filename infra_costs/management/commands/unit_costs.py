@@ -1,5 +1,6 @@
 """`manage.py unit_costs --start DATE --end DATE [--window day|hour]
-[--idle-policy weighted|separate] [--format table|json|csv] [--timezone TZ]`."""
+[--idle-policy weighted|separate] [--format table|json|csv] [--timezone TZ]
+[--csv-table models|pools|stages]`."""
 
 from __future__ import annotations
 
@@ -38,6 +39,13 @@ class Command(BaseCommand):
         parser.add_argument("--idle-policy", choices=IDLE_POLICIES, default="weighted")
         parser.add_argument("--format", choices=("table", "json", "csv"), default="table")
         parser.add_argument("--timezone", default="UTC", help="IANA time zone (default UTC).")
+        parser.add_argument(
+            "--csv-table",
+            choices=("models", "pools", "stages"),
+            default="models",
+            help="Which table --format csv writes (default models; stages: the pipeline "
+            "stage lines per model).",
+        )
 
     def handle(self, *args, **options):
         try:
@@ -50,7 +58,12 @@ class Command(BaseCommand):
             )
         except ServiceError as exc:
             raise CommandError(exc.detail) from None
-        render = {"table": report.as_table, "json": report.as_json, "csv": report.as_csv}
+        csv = {
+            "models": report.as_csv,
+            "pools": report.pools_as_csv,
+            "stages": report.stages_as_csv,
+        }[options["csv_table"]]
+        render = {"table": report.as_table, "json": report.as_json, "csv": csv}
         self.stdout.write(
             render[options["format"]](data), ending="" if options["format"] == "csv" else "\n"
         )
