@@ -467,3 +467,6 @@ class AuditEventAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return False
+
+
+from accounts.webhooks import admin as _webhooks_admin  # noqa: E402, F401 - registers it

@@ -347,3 +347,13 @@ class AuditEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.action} by {self.actor or 'system'}"
+
+
+# Outbound webhooks live in their own module (accounts/webhooks/models.py); imported here so
+# Django registers them with this app.
+from accounts.webhooks.models import (  # noqa: E402, F401
+    WebhookAttempt,
+    WebhookDelivery,
+    WebhookEndpoint,
+    WebhookEvent,
+)

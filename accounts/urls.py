@@ -1,6 +1,6 @@
 """Web routes of accounts (the API's live in accounts/api/urls.py)."""
 
-from django.urls import path
+from django.urls import include, path
 
 from accounts import views
 
@@ -34,4 +34,5 @@ urlpatterns = [
     path("members/<int:membership_id>/remove/", views.member_remove, name="member_remove"),
     path("api-keys/", views.api_keys, name="api_keys"),
     path("api-keys/<int:key_id>/revoke/", views.api_key_revoke, name="api_key_revoke"),
+    path("webhooks/", include("accounts.webhooks.urls")),
 ]

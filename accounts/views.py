@@ -36,6 +36,7 @@ from accounts.forms import (
 )
 from accounts.middleware import SESSION_KEY
 from accounts.models import Role
+from accounts.tenancy import tenant_scoped
 from config.errors import NotFound, PermissionDenied, RateLimited, ValidationError
 from config.web.decorators import organization_required
 from config.web.forms import add_service_errors
@@ -218,6 +219,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
 
 
 @organization_required
+@tenant_scoped
 def _organization_dashboard(request: HttpRequest) -> HttpResponse:
     """Plan, role and credits; the latest jobs and the period's usage chart (their apps'
     template tags); a Generate button and the next plan up."""
@@ -281,6 +283,7 @@ def _members_response(request: HttpRequest) -> HttpResponse:
 
 
 @organization_required
+@tenant_scoped
 def members(request: HttpRequest) -> HttpResponse:
     """List members; owners and admins add people by email (POST)."""
     add_form = None
@@ -390,6 +393,7 @@ def _api_keys_context(request: HttpRequest, *, form: APIKeyCreateForm | None = N
 
 
 @organization_required
+@tenant_scoped
 def api_keys(request: HttpRequest) -> HttpResponse:
     """List keys; owners and admins create one (POST). The new key's full value is rendered in
     the response to that POST only: it is never stored (only its hash) nor shown again."""

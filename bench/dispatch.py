@@ -413,6 +413,7 @@ def server_env(db_url: str, redis_url: str, overrides: dict, settings_dir: Path)
     env = {k: v for k, v in ORIGINAL_ENV.items() if not k.startswith(("CELERY_", "GUNICORN"))}
     env.update(
         DJANGO_SETTINGS_MODULE="config.settings.production",
+        SECURE_SSL_REDIRECT="false",  # plain HTTP on 127.0.0.1: no redirect to https
         SECRET_KEY=f"bench-dispatch-{uuid.uuid4().hex}",
         ALLOWED_HOSTS=f"{HOST},localhost",
         DEBUG="false",

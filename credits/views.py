@@ -21,6 +21,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.cache import patch_vary_headers
 
+from accounts.tenancy import tenant_scoped
 from config.web.decorators import organization_required
 from config.web.forms import DateField
 from config.web.http import is_partial
@@ -220,6 +221,7 @@ def usage_chart(rows: list[selectors.UsageRow]) -> UsageChart:
 
 
 @organization_required
+@tenant_scoped
 def overview(request: HttpRequest) -> HttpResponse:
     organization = request.organization
     card = card_context(organization)
@@ -326,6 +328,7 @@ def _url(name: str, params: dict[str, str]) -> str:
 
 
 @organization_required
+@tenant_scoped
 def ledger(request: HttpRequest) -> HttpResponse:
     organization = request.organization
     form, filters = _ledger_filters(request)

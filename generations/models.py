@@ -179,6 +179,11 @@ class Job(models.Model):
         null=True, blank=True, help_text="A running job whose lease passed lost its worker."
     )
     enqueued_at = models.DateTimeField(null=True, blank=True)
+    # Publish bookkeeping (the reaper's): when the current attempt's run message last reached
+    # the broker — NULL while it never did (the broker was away: the reaper publishes it at
+    # its next run) — and how many messages were published for the job in all.
+    published_at = models.DateTimeField(null=True, blank=True)
+    publish_count = models.PositiveIntegerField(default=0)
     result = models.JSONField(null=True, blank=True)
     error = models.CharField(max_length=1000, blank=True)
     error_code = models.CharField(max_length=64, blank=True)

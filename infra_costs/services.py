@@ -151,18 +151,24 @@ def gpu_run_start(
 
 
 def gpu_run_finish(
-    *, external_id: str, status: str, finished_at: datetime, started_at: datetime | None = None
+    *,
+    external_id: str,
+    status: str,
+    finished_at: datetime,
+    started_at: datetime | None = None,
+    correct_lost: bool = False,
 ) -> int:
     """The attempt ended (succeeded, failed or cancelled). Only a running run changes, so a
-    replay changes nothing. `started_at` corrects the start when the backend knows it better."""
+    replay changes nothing. `started_at` corrects the start when the backend knows it better.
+    `correct_lost`: a run closed as failed when its worker was taken for lost is corrected too
+    (the worker's result, kept while the database was away, is recorded late)."""
     if status not in TERMINAL_RUN_STATUSES:
         raise ValueError(status)
     updates: dict[str, Any] = {"status": status, "finished_at": finished_at}
     if started_at is not None:
         updates["started_at"] = min(started_at, finished_at)
-    return GpuRun.objects.filter(external_id=external_id, status=RunStatus.RUNNING).update(
-        **updates
-    )
+    which = [RunStatus.RUNNING, RunStatus.FAILED] if correct_lost else [RunStatus.RUNNING]
+    return GpuRun.objects.filter(external_id=external_id, status__in=which).update(**updates)
 
 
 # --- Pool rates ---------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from rest_framework.views import APIView
 
 from accounts import selectors
 from accounts.api.serializers import APIKeySerializer, OrganizationSerializer
+from accounts.tenancy import tenant_scoped
 from config.api.schema import AUTH_ERRORS, problem_responses
 
 
@@ -27,6 +28,7 @@ class OrganizationView(APIView):
         ),
         responses={200: OrganizationSerializer, **problem_responses(*AUTH_ERRORS)},
     )
+    @tenant_scoped
     def get(self, request):
         organization = selectors.organization_detail(organization=request.organization)
         return Response(OrganizationSerializer(organization).data)
@@ -48,5 +50,6 @@ class APIKeyListView(ListAPIView):
         ),
         responses={200: APIKeySerializer(many=True), **problem_responses(400, *AUTH_ERRORS)},
     )
+    @tenant_scoped
     def get(self, request, *args, **kwargs):
         return super().get(request, *args, **kwargs)

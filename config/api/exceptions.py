@@ -13,6 +13,8 @@ from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig
+from django.db import InterfaceError as DatabaseInterfaceError
+from django.db import OperationalError as DatabaseOperationalError
 from django.http import Http404, JsonResponse
 from rest_framework import exceptions as drf
 from rest_framework.views import set_rollback
@@ -124,6 +126,14 @@ def to_service_error(exc: Exception) -> errors.ServiceError | None:
     if isinstance(exc, drf.Throttled):
         wait = int(exc.wait or 1)
         return errors.RateLimited(str(exc.detail), headers={"Retry-After": str(wait)})
+    if isinstance(exc, DatabaseOperationalError | DatabaseInterfaceError):
+        # The connection to PostgreSQL was lost mid-request (a failover, a terminated backend):
+        # the transaction rolled back, so retrying is safe — 503 with Retry-After, not 500
+        # (docs/reliability.md, "Degraded modes"; found by bench/chaos.py).
+        return errors.ServerBusy(
+            "The database connection was interrupted. Retry in a few seconds.",
+            headers={"Retry-After": "2"},
+        )
     return None
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from django.conf import settings
 from django.core.cache import cache
 from django.db import connection
@@ -13,33 +15,71 @@ from rest_framework.views import APIView
 
 from config import errors
 
+logger = logging.getLogger(__name__)
 
-def healthz(request):
-    """200 when the database (and Redis, when configured) answer; 503 otherwise."""
-    checks: dict[str, str] = {}
-    ok = True
+# The health check asks the broker with this timeout (seconds) and no retry.
+BROKER_TIMEOUT_S = 1.0
+
+
+def _database_check() -> str:
     try:
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")
             cursor.fetchone()
-        checks["database"] = "ok"
+        return "ok"
     except Exception as exc:  # report, don't raise: this is the health check
-        checks["database"] = f"error: {exc.__class__.__name__}"
-        ok = False
-    if settings.REDIS_URL:
-        try:
-            cache.set("healthz", "1", timeout=5)
-            if cache.get("healthz") != "1":
-                raise RuntimeError("read back failed")
-            checks["redis"] = "ok"
-        except Exception as exc:
-            checks["redis"] = f"error: {exc.__class__.__name__}"
-            ok = False
+        logger.warning("healthz: database unreachable (%s)", exc.__class__.__name__)
+        return "down"
+
+
+def _redis_check() -> str:
+    if not settings.REDIS_URL:
+        return "not configured"
+    try:
+        cache.set("healthz", "1", timeout=5)
+        if cache.get("healthz") != "1":
+            raise RuntimeError("read back failed")
+        return "ok"
+    except Exception as exc:
+        logger.warning("healthz: Redis (cache) unreachable (%s)", exc.__class__.__name__)
+        return "down"
+
+
+def _broker_check() -> str:
+    """Open a connection to the Celery broker (kombu's Redis transport pings on connect), no
+    retries, a short timeout."""
+    from config.celery_app import app
+
+    if app.conf.task_always_eager:
+        return "not used"
+    try:
+        with app.connection_for_write(connect_timeout=BROKER_TIMEOUT_S) as conn:
+            conn.ensure_connection(max_retries=0, timeout=BROKER_TIMEOUT_S)
+        return "ok"
+    except Exception as exc:
+        logger.warning("healthz: broker unreachable (%s)", exc.__class__.__name__)
+        return "down"
+
+
+def healthz(request):
+    """Which part is down: `{"status", "checks": {"database", "redis", "broker"}}`, each check
+    "ok" or "down" ("not configured" / "not used" when the deployment has none).
+
+    * database down → 503, status "error": nothing is accepted without PostgreSQL (the source
+      of truth for credits, quotas and jobs), so the load balancer should stop sending traffic;
+    * only Redis (cache) or the broker down → 200, status "degraded": submissions are still
+      accepted (rate limits fall back to an in-process limiter, jobs stay queued until the
+      broker returns), so the instance must stay in rotation — see docs/reliability.md;
+    * everything answers → 200, status "ok".
+    """
+    checks = {"database": _database_check(), "redis": _redis_check(), "broker": _broker_check()}
+    if checks["database"] != "ok":
+        status, code = "error", 503
+    elif "down" in checks.values():
+        status, code = "degraded", 200
     else:
-        checks["redis"] = "not configured"
-    return JsonResponse(
-        {"status": "ok" if ok else "error", "checks": checks}, status=200 if ok else 503
-    )
+        status, code = "ok", 200
+    return JsonResponse({"status": status, "checks": checks}, status=code)
 
 
 class ProblemTypeView(APIView):

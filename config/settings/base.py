@@ -142,6 +142,12 @@ if REDIS_URL:
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": env("CACHE_KEY_PREFIX", default="gpucredits"),
+            # Fail fast when Redis is away (the limiters then degrade, docs/reliability.md)
+            # instead of holding a request on a dead socket.
+            "OPTIONS": {
+                "socket_connect_timeout": env.float("REDIS_SOCKET_TIMEOUT_S", default=1.0),
+                "socket_timeout": env.float("REDIS_SOCKET_TIMEOUT_S", default=1.0),
+            },
         }
     }
 else:
@@ -258,7 +264,11 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     # Message priorities 0 (first) … 9; paid tiers get lower numbers (generations).
     "priority_steps": list(range(10)),
     "sep": ":",
-    "queue_order_strategy": "priority",
+    # Fair consumption: a worker serving several gpu.<pool> queues BRPOPs every priority step
+    # of all of them, steps first (a paid message of any pool before a free one), and within a
+    # step starts from the queue it served least lately ("priority" always read the first
+    # listed queue first, so one pool starved the others at equal load).
+    "queue_order_strategy": env("CELERY_QUEUE_ORDER_STRATEGY", default="round_robin"),
 }
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_RESULT_BACKEND = None
@@ -402,11 +412,26 @@ GENERATIONS_SERVER_BUSY_RETRY_AFTER_S = env.int("GENERATIONS_SERVER_BUSY_RETRY_A
 GENERATIONS_RESULT_CACHE_TTL_S = env.int("GENERATIONS_RESULT_CACHE_TTL_S", default=0)
 # The reaper re-enqueues jobs queued longer than this that no worker picked up.
 GENERATIONS_REQUEUE_AFTER_S = env.int("GENERATIONS_REQUEUE_AFTER_S", default=120)
+# ...but only those whose message is gone from the broker (its lists and unacked messages are
+# read, at most SCAN_MAX messages), at most REPUBLISH_MAX per run, looking at no more than
+# CHECK_MAX long-queued jobs; a job whose publish failed is published again GRACE_S after it
+# was accepted (the reaper's next run). See docs/reliability.md.
+GENERATIONS_REAPER_REPUBLISH_MAX = env.int("GENERATIONS_REAPER_REPUBLISH_MAX", default=200)
+GENERATIONS_REAPER_CHECK_MAX = env.int("GENERATIONS_REAPER_CHECK_MAX", default=10000)
+GENERATIONS_REAPER_SCAN_MAX = env.int("GENERATIONS_REAPER_SCAN_MAX", default=100000)
+GENERATIONS_REPUBLISH_GRACE_S = env.int("GENERATIONS_REPUBLISH_GRACE_S", default=5)
 GENERATIONS_MAX_ATTEMPTS = env.int("GENERATIONS_MAX_ATTEMPTS", default=3)
 # A running job's lease, renewed by its worker every third of it; a lapsed lease means the
 # worker is gone: the reaper (or a redelivery) requeues the job for another attempt with the
 # same hold, and fails and releases it after GENERATIONS_MAX_ATTEMPTS attempts.
 GENERATIONS_LEASE_S = env.int("GENERATIONS_LEASE_S", default=30)
+# A job's terminal transaction that fails on connection loss is retried on a fresh connection
+# (this many tries in all, backoff doubling from GENERATIONS_FINISH_BACKOFF_S); a result still
+# not recorded is kept in GENERATIONS_SPOOL_DIR (one JSON file per job attempt) and recorded by
+# the worker's next task or the reaper (docs/reliability.md, "Finishing completed work").
+GENERATIONS_FINISH_TRIES = env.int("GENERATIONS_FINISH_TRIES", default=5)
+GENERATIONS_FINISH_BACKOFF_S = env.float("GENERATIONS_FINISH_BACKOFF_S", default=0.25)
+GENERATIONS_SPOOL_DIR = Path(env.str("GENERATIONS_SPOOL_DIR", default=str(VAR_DIR / "spool")))
 # Pools whose queues (gpu.<pool>) every worker consumes by default, besides those in the DB.
 GENERATIONS_POOLS = env.list("GENERATIONS_POOLS", default=["a100", "l4"])
 # One queue per node pool; `celery -A config worker` with no -Q consumes them all (and the
@@ -432,4 +457,24 @@ CELERY_BEAT_SCHEDULE["operations-fleet-tick"] = {
     "task": "operations.tasks.fleet_tick",
     "schedule": FLEET_TICK_S,
     "options": {"expires": max(1.0, FLEET_TICK_S - 1)},
+}
+# Outbound webhooks (accounts.webhooks, docs/webhooks.md). Receivers' URLs must be https and
+# public addresses (no loopback/private/link-local) unless these say otherwise (local, tests).
+WEBHOOKS_REQUIRE_HTTPS = env.bool("WEBHOOKS_REQUIRE_HTTPS", default=True)
+WEBHOOKS_ALLOW_PRIVATE = env.bool("WEBHOOKS_ALLOW_PRIVATE", default=False)
+WEBHOOKS_TIMEOUT_S = env.float("WEBHOOKS_TIMEOUT_S", default=10.0)
+WEBHOOKS_CLAIM_LEASE_S = env.int("WEBHOOKS_CLAIM_LEASE_S", default=60)
+# Failed deliveries: retried after base·2^(n-1) seconds (capped) for up to the window.
+WEBHOOKS_RETRY_BASE_S = env.int("WEBHOOKS_RETRY_BASE_S", default=60)
+WEBHOOKS_RETRY_MAX_DELAY_S = env.int("WEBHOOKS_RETRY_MAX_DELAY_S", default=6 * 3600)
+WEBHOOKS_RETRY_WINDOW_H = env.int("WEBHOOKS_RETRY_WINDOW_H", default=72)
+# An endpoint failing this many attempts in a row, for longer than this, is disabled (+ email).
+WEBHOOKS_DISABLE_AFTER_FAILURES = env.int("WEBHOOKS_DISABLE_AFTER_FAILURES", default=20)
+WEBHOOKS_DISABLE_AFTER_H = env.int("WEBHOOKS_DISABLE_AFTER_H", default=24)
+# After a rotation the previous secret still signs (a second v1=) for this long.
+WEBHOOKS_PREVIOUS_SECRET_H = env.int("WEBHOOKS_PREVIOUS_SECRET_H", default=24)
+CELERY_BEAT_SCHEDULE["accounts-webhook-sweep"] = {
+    "task": "accounts.tasks.webhook_sweep",
+    "schedule": 60.0,
+    "options": {"expires": 55},
 }

@@ -21,3 +21,6 @@ from config.settings.base import *  # noqa: E402, F403
 
 # Dev/test tools (the simulated ComfyUI GPU node, `manage.py run_gpu_node`): never in production.
 INSTALLED_APPS = [*INSTALLED_APPS, "devtools"]  # noqa: F405
+# Webhook receivers on this machine (http://127.0.0.1:…) are fine in development.
+WEBHOOKS_REQUIRE_HTTPS = env.bool("WEBHOOKS_REQUIRE_HTTPS", default=False)  # noqa: F405
+WEBHOOKS_ALLOW_PRIVATE = env.bool("WEBHOOKS_ALLOW_PRIVATE", default=True)  # noqa: F405

@@ -1,6 +1,10 @@
 """Tests run on PostgreSQL (base settings refuse anything else) and Redis, found or started by
 scripts/run_tests.py."""
 
+import os
+import tempfile
+from pathlib import Path
+
 from django.core.exceptions import ImproperlyConfigured
 
 from config.settings.base import *  # noqa: F403
@@ -27,3 +31,11 @@ CONTENT_SECURITY_POLICY["DIRECTIVES"]["form-action"] += [  # noqa: F405
     "https://checkout.stripe.test",
     "https://billing.stripe.test",
 ]
+
+# The finish spool (generations.services.spool) of a test process is its own: parallel test
+# runs on other databases never drain each other's results. Tests that spool set their own.
+if "GENERATIONS_SPOOL_DIR" not in os.environ:
+    GENERATIONS_SPOOL_DIR = Path(tempfile.gettempdir()) / f"gpucredits-spool-{os.getpid()}"
+# The webhook tests' receivers listen on 127.0.0.1 over http.
+WEBHOOKS_REQUIRE_HTTPS = False
+WEBHOOKS_ALLOW_PRIVATE = True

@@ -15,6 +15,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.models import Subscription
+from accounts.tenancy import tenant_scoped
 from config.api.schema import AUTH_ERRORS, problem_responses
 from config.errors import NotFound
 from credits import selectors
@@ -51,6 +52,7 @@ class BalanceView(APIView):
         ),
         responses={200: BalanceSerializer, **problem_responses(*AUTH_ERRORS)},
     )
+    @tenant_scoped
     def get(self, request):
         summary = selectors.balance_summary(organization=request.organization)
         return Response(BalanceSerializer(summary).data)
@@ -84,6 +86,7 @@ class LedgerView(ListAPIView):
             **problem_responses(400, *AUTH_ERRORS),
         },
     )
+    @tenant_scoped
     def get(self, request, *args, **kwargs):
         return super().get(request, *args, **kwargs)
 
@@ -146,6 +149,7 @@ class QuotasView(APIView):
             )
         ],
     )
+    @tenant_scoped
     def get(self, request):
         organization = request.organization
         plan = _plan_slug(organization)
@@ -176,6 +180,7 @@ class UsageView(APIView):
         parameters=[UsageQuerySerializer],
         responses={200: UsageSerializer, **problem_responses(400, *AUTH_ERRORS)},
     )
+    @tenant_scoped
     def get(self, request):
         query = UsageQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from accounts.models import Organization
+from accounts.webhooks.models import EventType
+from accounts.webhooks.services import webhook_event_emit
 from credits.billing import overage, purchases, subscriptions, topup
 from credits.billing.customers import customer_link, organization_for_customer
 from credits.billing.errors import RetryLater, Unprocessable
@@ -154,20 +156,41 @@ def _invoice_organization(ctx: Context, invoice: Obj) -> Organization:
     return organization
 
 
+def _invoice_paid_webhook(organization: Organization | None, invoice: Obj, kind: str) -> None:
+    """The `invoice.paid` webhook event, once per invoice (Stripe reports it twice)."""
+    if organization is None or not invoice.get("id"):
+        return
+    webhook_event_emit(
+        organization=organization,
+        type=EventType.INVOICE_PAID,
+        payload={
+            "invoice": invoice["id"],
+            "kind": kind,
+            "amount_paid": invoice.get("amount_paid"),
+            "currency": invoice.get("currency"),
+        },
+        dedupe_key=f"invoice_paid:{invoice['id']}",
+    )
+
+
 @handles("invoice.paid", "invoice.payment_succeeded")
 def invoice_paid(ctx: Context) -> Result | str:
     invoice = ctx.obj
     if _is_overage(invoice):
         record = overage.record_for_invoice(invoice)
         ctx.organization = record.account.organization if record else None
-        return overage.invoice_paid(invoice=invoice, now=ctx.now)
+        result = overage.invoice_paid(invoice=invoice, now=ctx.now)
+        _invoice_paid_webhook(ctx.organization, invoice, "overage")
+        return result
     subscription_id = invoice_subscription_id(invoice)
     if not subscription_id:
         return ignored("neither a subscription nor an overage invoice")
     organization = _invoice_organization(ctx, invoice)
-    return subscriptions.invoice_paid(
+    result = subscriptions.invoice_paid(
         organization=organization, invoice=invoice, subscription_id=subscription_id, now=ctx.now
     )
+    _invoice_paid_webhook(organization, invoice, "subscription")
+    return result
 
 
 @handles("invoice.payment_failed")

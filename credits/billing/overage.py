@@ -22,6 +22,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.services import audit_record
+from accounts.webhooks.models import EventType
+from accounts.webhooks.services import webhook_event_emit
 from credits import ledger
 from credits.billing import emails
 from credits.billing import gateway as gw
@@ -139,6 +141,19 @@ def invoice_overage(*, record_id: int, now: datetime | None = None) -> str | Non
             organization=organization,
             target=record,
             data={"invoice": invoice["id"], "usd": str(record.amount_usd)},
+        )
+        webhook_event_emit(
+            organization=organization,
+            type=EventType.OVERAGE_INVOICED,
+            payload={
+                "invoice": invoice["id"],
+                "period_start": record.period_start.isoformat(),
+                "period_end": record.period_end.isoformat(),
+                "credits": str(record.credits),
+                "usd_per_credit": str(record.usd_per_credit),
+                "amount_usd": str(record.amount_usd),
+            },
+            dedupe_key=f"overage_invoiced:{record.pk}",
         )
         emails.queue(
             organization=organization,

@@ -23,6 +23,8 @@ from django.utils import timezone
 
 from accounts.models import Organization
 from accounts.services import audit_record
+from accounts.webhooks.models import EventType
+from accounts.webhooks.services import webhook_event_emit
 from config.errors import ServiceError, ValidationError
 from credits.billing import emails
 from credits.billing import gateway as gw
@@ -341,6 +343,11 @@ def low_balance_check(*, organization_id: int, now: datetime | None = None) -> b
         )
         if not claimed:
             return False
+        webhook_event_emit(
+            organization=alert.organization,
+            type=EventType.BALANCE_LOW,
+            payload={"available": str(available), "threshold": str(alert.threshold_credits)},
+        )
         config = AutoTopUp.objects.filter(organization_id=organization_id, enabled=True).first()
         emails.queue(
             organization=alert.organization,

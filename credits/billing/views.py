@@ -35,6 +35,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
 from accounts.models import Plan
+from accounts.tenancy import tenant_scoped
 from config.errors import NotFound, PermissionDenied, ServiceError, ValidationError
 from config.web.decorators import organization_required
 from config.web.formats import format_credits
@@ -295,6 +296,7 @@ def _context(
 
 @require_GET
 @organization_required
+@tenant_scoped
 def billing(request: HttpRequest) -> HttpResponse:
     response = render(request, "billing/page.html", _context(request))
     add_never_cache_headers(response)

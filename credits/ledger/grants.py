@@ -7,6 +7,8 @@ from datetime import datetime
 
 from django.db import IntegrityError, transaction
 
+from accounts.webhooks.models import EventType
+from accounts.webhooks.services import webhook_event_emit
 from config.errors import NotFound, ValidationError
 from credits.ledger._core import (
     ZERO,
@@ -85,12 +87,29 @@ def grant_create(
                 reason=reason or f"{source} grant",
             )
             allocate(entry, [(grant.pk, amount)])
+            _grant_webhook(account, grant, balance=posted.balance)
             return grant
     except IntegrityError:
         entry = replayed(account.pk, idempotency_key, kind=kind, amount=amount)
         if entry is None:
             raise
         return entry.grant
+
+
+def _grant_webhook(account: CreditAccount, grant: CreditGrant, *, balance) -> None:
+    """The `credits.granted` webhook event, in the grant's transaction (the outbox)."""
+    webhook_event_emit(
+        organization=account.organization,
+        type=EventType.CREDITS_GRANTED,
+        payload={
+            "grant": grant.pk,
+            "source": grant.source,
+            "amount": str(grant.amount),
+            "expires_at": grant.expires_at.isoformat() if grant.expires_at else None,
+            "balance": str(balance),
+        },
+        dedupe_key=f"grant:{grant.pk}",
+    )
 
 
 def expire_grant_rest(grant_id: int, *, now: datetime) -> LedgerEntry | None:

@@ -18,6 +18,7 @@ from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_sche
 from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.views import APIView
 
+from accounts.tenancy import tenant_scoped
 from config.api.schema import AUTH_ERRORS, problem_responses
 from config.errors import NotFound
 from generations import selectors
@@ -68,6 +69,7 @@ class GenerationOutputView(APIView):
             **problem_responses(404, *AUTH_ERRORS),
         },
     )
+    @tenant_scoped
     def get(self, request, id, filename):
         job = selectors.job_get(organization=request.organization, job_id=id)
         result = job.result if isinstance(job.result, dict) else {}

@@ -21,6 +21,7 @@ from rest_framework.reverse import reverse
 from rest_framework.views import APIView
 
 from accounts.api.permissions import request_api_key
+from accounts.tenancy import tenant_scoped
 from config.api.schema import AUTH_ERRORS, problem_responses
 from generations import selectors, services
 from generations.api.serializers import (
@@ -101,6 +102,7 @@ class ModelListView(APIView):
         ),
         responses={200: AIModelSerializer(many=True), **problem_responses(*AUTH_ERRORS)},
     )
+    @tenant_scoped
     def get(self, request):
         return Response(AIModelSerializer(selectors.models_active(), many=True).data)
 
@@ -128,6 +130,7 @@ class GenerationListCreateView(ListAPIView):
         parameters=[JobListQuerySerializer],
         responses={200: JobSerializer(many=True), **problem_responses(400, *AUTH_ERRORS)},
     )
+    @tenant_scoped
     def get(self, request, *args, **kwargs):
         return super().get(request, *args, **kwargs)
 
@@ -188,6 +191,7 @@ class GenerationDetailView(APIView):
         parameters=[JOB_ID],
         responses={200: JobSerializer, **problem_responses(404, *AUTH_ERRORS)},
     )
+    @tenant_scoped
     def get(self, request, id):
         job = selectors.job_get(organization=request.organization, job_id=id)
         return Response(JobSerializer(job).data)

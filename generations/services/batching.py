@@ -102,7 +102,7 @@ def mates_claim(lead: Job, *, limit: int, worker: str) -> list[Job]:
 def batch_run(lead: Job, request: RunRequest, mates: list[Job], *, backend, worker: str) -> str:
     """Run the batch in one backend call, then finish every job on its own. Returns the
     lead's outcome."""
-    from generations.services.execution import _finish, _Heartbeat
+    from generations.services.execution import _finish_recorded, _Heartbeat
 
     jobs = [lead, *mates]
     requests = [request] + [
@@ -141,7 +141,17 @@ def batch_run(lead: Job, request: RunRequest, mates: list[Job], *, backend, work
                 output=result.output, node=lead.node, started_at=s, finished_at=e, meta=result.meta
             )
             error = None
+        # Each finish survives connection loss; once one is spooled (the database is away)
+        # the rest of the batch is spooled at once instead of retrying each.
+        spooling = "spooled" in outcomes
         outcomes.append(
-            _finish(job.pk, attempt=job.attempts, outcome=outcome, error=error, worker=worker)
+            _finish_recorded(
+                job.pk,
+                attempt=job.attempts,
+                outcome=outcome,
+                error=error,
+                worker=worker,
+                tries=0 if spooling else None,
+            )
         )
     return outcomes[0]

@@ -4,18 +4,26 @@ Celery delivers at least once, so every step is idempotent: a job moves `queued 
 once per attempt under a row lock (the claim), runs outside any transaction while a heartbeat
 renews its lease, and is charged (captured) or released exactly once, in the same transaction
 as its terminal status (the finish).
+
+The finish survives connection loss (`_finish_recorded`): a terminal transaction that fails with
+a connection error is retried on a fresh connection, a bounded number of times with backoff —
+idempotent, since the finish checks status and attempt under the row lock — and a result that
+still can't be recorded is kept in the local spool (`generations.services.spool`) and recorded
+later by the worker's next task or the reaper. See docs/reliability.md, "Finishing completed work".
 """
 
 from __future__ import annotations
 
 import logging
+import random
 import threading
+import time
 from datetime import datetime, timedelta
 from decimal import Decimal
 from functools import partial
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -24,12 +32,12 @@ from credits.models import HoldStatus
 from credits.services import hold_capture, hold_extend, hold_release
 from generations.backends import BackendError, RunRequest, get_backend
 from generations.models import Job, JobStatus
-from generations.services import batching
+from generations.services import batching, spool
 from generations.services.events import job_event_add
 from generations.services.submission import job_watermark
 from infra_costs import fleet
 from infra_costs import services as infra_costs_services
-from infra_costs.models import RunStatus
+from infra_costs.models import GpuRun, RunStatus
 
 logger = logging.getLogger(__name__)
 
@@ -155,9 +163,15 @@ class _Heartbeat:
             which |= Q(pk=job_id, attempts=attempt)
         try:
             while not self.stop.wait(interval):
-                Job.objects.filter(which, status=JobStatus.RUNNING).update(
-                    lease_expires_at=_lease(timezone.now())
-                )
+                try:
+                    Job.objects.filter(which, status=JobStatus.RUNNING).update(
+                        lease_expires_at=_lease(timezone.now())
+                    )
+                except (OperationalError, InterfaceError) as exc:
+                    # The connection was lost (backend terminated, database restarting): drop
+                    # it and beat again on a fresh one, instead of letting the lease lapse.
+                    connection.close()
+                    logger.warning("Heartbeat of job %s missed a beat: %s", self.jobs[0][0], exc)
         finally:
             connection.close()
 
@@ -174,6 +188,7 @@ def generation_run(*, job_id, worker: str = "") -> str:
     """Run one job (the Celery task's body). Safe to call any number of times for one job:
     only a queued job (or a running one whose worker is gone) is run, and its outcome is
     recorded only by the attempt that claimed it. Returns what happened."""
+    spool.results_drain_safe()  # results this host could not record earlier go in first
     with transaction.atomic(durable=True):
         claimed, why = _claim(job_id, worker=worker, now=timezone.now())
     if claimed is None:
@@ -196,13 +211,90 @@ def generation_run(*, job_id, worker: str = "") -> str:
         except Exception as exc:  # a bug or a time limit: not the customer's fault
             logger.exception("Backend crashed on job %s", job.pk)
             error = BackendError(f"Internal error: {exc.__class__.__name__}", code="internal_error")
-    return _finish(job.pk, attempt=attempt, outcome=outcome, error=error, worker=worker)
+        # Still under the heartbeat: the lease stays live while the finish is retried.
+        return _finish_recorded(
+            job.pk, attempt=attempt, outcome=outcome, error=error, worker=worker
+        )
+
+
+def _finish_recorded(
+    job_id,
+    *,
+    attempt: int,
+    outcome,
+    error: BackendError | None,
+    worker: str,
+    tries: int | None = None,
+) -> str:
+    """`_finish`, surviving connection loss: a terminal transaction that fails with a
+    connection error (OperationalError, InterfaceError: the backend was terminated, the
+    database restarted) is retried on a fresh connection up to GENERATIONS_FINISH_TRIES times
+    in all, with exponential backoff and jitter from GENERATIONS_FINISH_BACKOFF_S. A retry after
+    a commit whose answer was lost changes nothing (the finish checks status and attempt under
+    the row lock). When every try fails, the result is kept in the spool and recorded later
+    (`spool.results_drain`): returns "spooled". `tries=0` spools at once."""
+    tries = settings.GENERATIONS_FINISH_TRIES if tries is None else tries
+    result_at = timezone.now()
+    for n in range(1, tries + 1):
+        try:
+            result = _finish(job_id, attempt=attempt, outcome=outcome, error=error, worker=worker)
+        except (OperationalError, InterfaceError) as exc:
+            connection.close()  # the next try opens a fresh connection
+            logger.warning(
+                "Finish of job %s attempt %s failed (try %s of %s): %s",
+                job_id,
+                attempt,
+                n,
+                tries,
+                exc,
+            )
+            if n < tries:
+                delay = settings.GENERATIONS_FINISH_BACKOFF_S * 2 ** (n - 1)
+                time.sleep(min(delay, 10.0) * random.uniform(0.5, 1.0))
+            continue
+        if result == "stale" and n > 1:
+            # Maybe our own earlier try committed and only its answer was lost.
+            recorded = (
+                Job.objects.filter(pk=job_id, attempts=attempt)
+                .values_list("status", flat=True)
+                .first()
+            )
+            if recorded in (JobStatus.SUCCEEDED, JobStatus.FAILED):
+                return str(recorded)
+        return result
+    path = spool.result_keep(
+        job_id=job_id,
+        attempt=attempt,
+        outcome=outcome,
+        error=error,
+        worker=worker,
+        result_at=result_at,
+    )
+    logger.error(
+        "Finish of job %s attempt %s could not be recorded: kept in %s", job_id, attempt, path
+    )
+    return "spooled"
 
 
 @transaction.atomic(durable=True)
-def _finish(job_id, *, attempt: int, outcome, error: BackendError | None, worker: str) -> str:
+def _finish(
+    job_id,
+    *,
+    attempt: int,
+    outcome,
+    error: BackendError | None,
+    worker: str,
+    late: bool = False,
+) -> str:
+    """Record an attempt's outcome, under the row lock, if that attempt still holds the job.
+    `late` (a spooled result, see `spool.results_drain`): a success also wins when the attempt's
+    lease lapsed meanwhile and the job was requeued with no newer attempt started."""
     now = timezone.now()
     job = Job.objects.select_for_update(of=("self",)).select_related("model").get(pk=job_id)
+    if late and job.status == JobStatus.QUEUED and job.attempts == attempt:
+        return _finish_requeued(
+            job, attempt=attempt, outcome=outcome, error=error, now=now, worker=worker
+        )
     if job.status != JobStatus.RUNNING or job.attempts != attempt:
         return "stale"  # the reaper or another attempt decided meanwhile
     if error is None and job.hold_id and job.hold.status != HoldStatus.HELD:
@@ -259,6 +351,56 @@ def _finish(job_id, *, attempt: int, outcome, error: BackendError | None, worker
     return "failed"
 
 
+def _finish_requeued(
+    job: Job, *, attempt: int, outcome, error: BackendError | None, now: datetime, worker: str
+) -> str:
+    """A spooled success of an attempt taken for lost (its lease lapsed while the result waited
+    in the spool; the job went back to `queued` and no newer attempt has started): the GPU did
+    the work, so it is recorded — charged once from the same hold, and the attempt's GPU run,
+    closed as failed at the lapse, corrected to succeeded. Its node was already freed at the
+    lapse. A spooled failure is not recorded: the job's next attempt may still succeed."""
+    if error is not None or (job.hold_id and job.hold.status != HoldStatus.HELD):
+        return "stale"
+    external_id = run_external_id(job, attempt)
+    run = GpuRun.objects.filter(external_id=external_id).values("started_at").first()
+    job.status = JobStatus.SUCCEEDED
+    job.result = outcome.output
+    job.node = outcome.node or job.node
+    job.started_at = outcome.started_at or (run or {}).get("started_at") or job.started_at
+    job.finished_at = now
+    job.lease_expires_at = None
+    if job.hold_id:
+        hold_capture(hold=job.hold, now=now)
+    job.credits_charged = job.credits_held
+    job.save(
+        update_fields=[
+            "status",
+            "result",
+            "node",
+            "started_at",
+            "finished_at",
+            "lease_expires_at",
+            "credits_charged",
+        ]
+    )
+    infra_costs_services.gpu_run_finish(
+        external_id=external_id,
+        status=RunStatus.SUCCEEDED,
+        finished_at=min(outcome.finished_at or now, now),
+        started_at=outcome.started_at,
+        correct_lost=True,
+    )
+    job_event_add(
+        job,
+        JobStatus.SUCCEEDED,
+        at=now,
+        worker=worker,
+        message=f"charged {format_credits(job.credits_charged)} credits (attempt {attempt}, "
+        "recorded late)",
+    )
+    return "succeeded"
+
+
 def _node_freed(node: str, now: datetime) -> None:
     """A job left its node (in the caller's transaction, after its GPU run closed): a managed
     node goes back to hot when idle, and after commit its pool's waiting jobs are dispatched."""
@@ -281,7 +423,11 @@ def job_fail(
     job.error_code = code[:64]
     job.finished_at = now
     job.lease_expires_at = None
-    if job.hold_id:
+    if job.hold_id and job.hold.status != HoldStatus.HELD:
+        # The hold was swept as stale (or released) while the job ran: there is nothing left
+        # to capture or release, so nothing is charged (found by the fault simulation, seed 2521).
+        job.credits_charged = Decimal(0)
+    elif job.hold_id:
         if customer_fault:
             hold_capture(hold=job.hold, now=now)
             job.credits_charged = job.credits_held

@@ -19,7 +19,8 @@ from decimal import Decimal
 
 import jsonschema
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import DatabaseError, IntegrityError, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from accounts.models import APIKey, FairUseThrottle, Organization, QueuePriority, User
@@ -387,8 +388,12 @@ def _accept_cached(*, base, source: Job, model: AIModel, organization, api_key, 
 
 def enqueue(*, job_id, pool_slug: str, priority: int, countdown: float | None = None) -> bool:
     """Publish the run task (`countdown`: seconds before a worker may take it — a
-    rate-throttled job). A broker that is down leaves the job queued: the reaper publishes it
-    again later. Returns whether publishing worked."""
+    rate-throttled job). Returns whether publishing worked.
+
+    Never raises (it runs on commit, after the job and its hold are saved): a broker that is
+    down leaves the job queued — accepted, held, not charged — and the reaper publishes it
+    again when the broker is back (docs/reliability.md, "Degraded modes"). PostgreSQL, not
+    the broker, is the source of truth for what was accepted."""
     from generations.tasks import run_generation  # the tasks module imports the services
 
     try:
@@ -405,7 +410,33 @@ def enqueue(*, job_id, pool_slug: str, priority: int, countdown: float | None = 
                 "interval_max": 0.5,
             },
         )
+        _publish_recorded(job_id, published=True)
         return True
-    except Exception:
-        logger.exception("Could not publish job %s; the reaper will retry", job_id)
+    except Exception as exc:
+        # One line per job, no traceback: during a broker outage every submission lands here.
+        logger.warning(
+            "Could not publish job %s (%s: broker unreachable?); it stays queued and the "
+            "reaper publishes it",
+            job_id,
+            exc.__class__.__name__,
+        )
+        _publish_recorded(job_id, published=False)
         return False
+
+
+def _publish_recorded(job_id, *, published: bool) -> None:
+    """Publish bookkeeping for the reaper (`generations.services.reaper`): `published_at` is
+    when the job's message last reached the broker (NULL after a failed publish: the reaper
+    publishes it at its next run) and `publish_count` how many were published in all. Never
+    raises: the broker's own state is what the reaper checks; this only tells it where to
+    look."""
+    try:
+        with transaction.atomic():
+            if published:
+                Job.objects.filter(pk=job_id).update(
+                    published_at=timezone.now(), publish_count=F("publish_count") + 1
+                )
+            else:
+                Job.objects.filter(pk=job_id).update(published_at=None)
+    except DatabaseError:
+        logger.warning("Could not record the publish of job %s", job_id, exc_info=True)

@@ -16,6 +16,7 @@ from django.utils import timezone
 from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_http_methods
 
+from accounts.tenancy import tenant_scoped
 from config.errors import (
     IdempotencyConflict,
     InsufficientCredits,
@@ -211,6 +212,7 @@ def _render_generate(
 
 @require_http_methods(["GET", "HEAD", "POST"])
 @organization_required
+@tenant_scoped
 def generate(request: HttpRequest) -> HttpResponse:
     catalog = selectors.models_active()
     if request.method == "POST":

@@ -14,6 +14,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.cache import patch_vary_headers
 
+from accounts.tenancy import tenant_scoped
 from config.web.decorators import organization_required
 from config.web.http import is_partial
 from config.web.paging import decode_cursor, encode_cursor, keyset_page
@@ -38,6 +39,7 @@ def _jobs_url(params: dict[str, str]) -> str:
 
 
 @organization_required
+@tenant_scoped
 def job_list(request: HttpRequest) -> HttpResponse:
     organization = request.organization
     form = JobFilterForm(request.GET or None, models=_filter_models(organization))

@@ -11,6 +11,7 @@ from django.urls import reverse
 from django.utils.cache import add_never_cache_headers
 from django.views.decorators.http import require_POST
 
+from accounts.tenancy import tenant_scoped
 from config.errors import NotFound, ValidationError
 from config.web.decorators import organization_required
 from config.web.formats import format_credits
@@ -60,6 +61,7 @@ def _job_fragment(request: HttpRequest, job: Job, *, view: str, **extra) -> Http
 
 
 @organization_required
+@tenant_scoped
 def job_status(request: HttpRequest, job_id) -> HttpResponse:
     """The job panel (or the detail page's body with `?view=detail`) as it is now. htmx polls
     it while the job is queued or running; a finished job's fragment has no trigger, so
@@ -94,6 +96,7 @@ def job_cancel(request: HttpRequest, job_id) -> HttpResponse:
 
 
 @organization_required
+@tenant_scoped
 def job_detail(request: HttpRequest, job_id) -> HttpResponse:
     job = _job_or_404(request, job_id)
     context = {

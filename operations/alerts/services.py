@@ -25,6 +25,8 @@ from django.urls import reverse
 from django.utils import timezone
 
 from accounts.models import User
+from accounts.webhooks.models import EventType
+from accounts.webhooks.services import webhook_events_emit_many
 from operations.alerts import rules as alert_rules
 from operations.models import Alert, AlertRule, AlertState, Severity
 
@@ -97,6 +99,22 @@ def alerts_evaluate(*, now: datetime) -> EvaluationSummary:
         if new:
             Alert.objects.bulk_create(new)
             summary.opened = [a.pk for a in new]
+            webhook_events_emit_many(  # staff webhook endpoints, in this transaction (outbox)
+                organization=None,
+                type=EventType.ALERT_OPENED,
+                payloads=[
+                    {
+                        "alert": alert.pk,
+                        "rule": alert.rule.key,
+                        "subject": alert.subject,
+                        "severity": alert.severity,
+                        "value": str(alert.value),
+                        "message": alert.message,
+                        "opened_at": alert.opened_at.isoformat(),
+                    }
+                    for alert in new
+                ],
+            )
         if changed:
             Alert.objects.bulk_update(changed, ["severity", "value", "message", "last_seen_at"])
         if summary.escalated:  # escalation emails again

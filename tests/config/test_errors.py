@@ -172,3 +172,22 @@ def test_spec_error_codes_and_statuses():
 
 def test_unknown_problem_type_is_a_404_problem(client):
     assert_problem(client.get("/api/problems/nope/"), status=404, code="not_found")
+
+
+def test_a_lost_database_connection_is_a_503_with_retry_after_not_a_500():
+    """bench/chaos.py saw a submission answer 500 when its backend was terminated mid-request:
+    the transaction rolled back, so the client is told to retry."""
+    import json
+
+    from django.db import OperationalError
+
+    from config.api.exceptions import problem_exception_handler
+
+    response = problem_exception_handler(
+        OperationalError("terminating connection due to administrator command"), {}
+    )
+    assert response.status_code == 503
+    assert response["Retry-After"] == "2"
+    body = json.loads(response.content)
+    assert body["code"] == "server_busy"
+    assert "administrator" not in body["detail"]  # no raw database wording

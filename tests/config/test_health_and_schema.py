@@ -13,7 +13,10 @@ pytestmark = pytest.mark.django_db
 def test_healthz_reports_database_and_redis_ok(client):
     response = client.get("/healthz")
     assert response.status_code == 200
-    assert response.json() == {"status": "ok", "checks": {"database": "ok", "redis": "ok"}}
+    assert response.json() == {
+        "status": "ok",
+        "checks": {"database": "ok", "redis": "ok", "broker": "ok"},
+    }
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,87 @@
+"""The fault simulation (tests/simulation/harness.py): thousands of seeds of tiny worlds driven
+through the real services under a seeded fault schedule, each checked against the invariants
+(tests/simulation/invariants.py) after it settles. A failure prints its seed and how to replay
+it; `bench/soak.py` runs many more seeds."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+
+from tests.simulation import mutants
+from tests.simulation.harness import run_seed
+
+# make test's default: 600 seeds (~1.5 min on the shared 2-core machine, 150–200 ms a seed);
+# SIM_SEEDS=2000 (or bench/soak.py) for more. The issue's 2,000-in-2-minutes is not met yet.
+SEEDS = int(os.environ.get("SIM_SEEDS", "600"))
+FIRST_SEED = int(os.environ.get("SIM_FIRST_SEED", "0"))
+MAX_REPORTED = 5
+
+
+def run_seeds(world, seeds, *, stop_after: int = MAX_REPORTED, **kwargs):
+    failures = []
+    for seed in seeds:
+        result = run_seed(seed, world, **kwargs)
+        if not result.ok:
+            failures.append(result)
+            if len(failures) >= stop_after:
+                break
+    return failures
+
+
+def test_every_seed_keeps_the_invariants_under_faults(world):
+    started = time.perf_counter()
+    failures = run_seeds(world, range(FIRST_SEED, FIRST_SEED + SEEDS))
+    elapsed = time.perf_counter() - started
+    each = 1000 * elapsed / max(SEEDS, 1)
+    print(f"\nfault simulation: {SEEDS} seeds in {elapsed:.1f} s ({each:.0f} ms each)")
+    assert not failures, "\n\n".join(r.report() for r in failures)
+
+
+def test_replay(world, request):
+    """One seed again, with its whole trace: SIM_SEED=N or --seed N."""
+    seed = os.environ.get("SIM_SEED") or request.config.getoption("--seed", default=None)
+    if seed is None:
+        pytest.skip("replay needs SIM_SEED=N or --seed N")
+    result = run_seed(int(seed), world)
+    print("\n" + "\n".join(result.trace))
+    assert result.ok, result.report()
+
+
+def test_a_seed_replays_identically(world):
+    first = run_seed(7, world)
+    again = run_seed(7, world)
+    assert first.trace == again.trace
+    assert len(first.trace) > 5
+
+
+def test_a_capture_repeated_on_redelivery_is_caught_within_100_seeds(world):
+    failures = run_seeds(
+        world, range(100), stop_after=1, extra_patches=mutants.capture_twice_on_redelivery
+    )
+    assert failures, "the broken capture went unnoticed for 100 seeds"
+    first = failures[0]
+    print(f"\nbroken capture caught by seed {first.seed}:\n{first.report()}")
+    assert any("balance fell by" in v for v in first.violations), first.report()
+
+
+def test_a_finish_that_gives_up_on_connection_loss_is_caught(world):
+    """Issue 13's finish bug (the GPU's work thrown away when the terminal transaction loses
+    its connection), with the fix reverted: the simulation finds it."""
+    failures = run_seeds(
+        world, range(200), stop_after=1, extra_patches=mutants.finish_without_retry
+    )
+    assert failures, "the finish without retry went unnoticed for 200 seeds"
+    first = failures[0]
+    print(f"\nfinish without retry caught by seed {first.seed}:\n{first.report()}")
+    assert any("on the GPU but was recorded" in v for v in first.violations), first.report()
+
+
+def test_a_customer_fault_failure_after_its_hold_expired_finishes_cleanly(world):
+    """Seed 2521 found it: a [reject] (customer-fault) failure whose hold was swept during a
+    long attempt crashed the finish (hold_capture on an expired hold raised), the job lapsed
+    and its GPU work was redone. `job_fail` now charges nothing when the hold is gone."""
+    result = run_seed(2521, world)
+    assert result.ok, result.report()
