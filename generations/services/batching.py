@@ -26,10 +26,8 @@ from django.utils import timezone
 from credits.services import hold_extend
 from generations.backends import BackendError, RunRequest, RunResult
 from generations.models import AIModel, Job, JobStatus
-from generations.services.events import job_event_add
 from generations.services.submission import job_watermark
 from infra_costs import fleet
-from infra_costs import services as infra_costs_services
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +51,7 @@ def _rest(params) -> dict:
 def mates_claim(lead: Job, *, limit: int, worker: str) -> list[Job]:
     """Claim up to `limit` queued jobs compatible with `lead` (running on `lead.node`) onto
     its node. In the caller's durable transaction."""
-    from generations.services.execution import _lease, run_external_id
+    from generations.services.execution import attempt_start
 
     now = timezone.now()
     candidates = list(
@@ -73,25 +71,12 @@ def mates_claim(lead: Job, *, limit: int, worker: str) -> list[Job]:
     for job in candidates:
         if job.hold_id and not hold_extend(hold=job.hold, until=hold_until):
             continue
-        job.status = JobStatus.RUNNING
-        job.attempts += 1
-        job.node = lead.node
-        job.started_at = now
-        job.lease_expires_at = _lease(now)
-        job.save(update_fields=["status", "attempts", "node", "started_at", "lease_expires_at"])
-        job_event_add(
+        attempt_start(
             job,
-            JobStatus.RUNNING,
-            at=now,
+            node=lead.node,
+            now=now,
             worker=worker,
             message=f"started on {lead.node} in a batch led by job {lead.pk}",
-        )
-        infra_costs_services.gpu_run_start(
-            external_id=run_external_id(job, job.attempts),
-            model_slug=job.model.slug,
-            pool=job.model.pool,
-            node_name=lead.node,
-            started_at=now,
         )
         mates.append(job)
     if mates:

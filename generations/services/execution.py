@@ -121,21 +121,28 @@ def _claim(job_id, *, worker: str, now: datetime):
         if managed:
             _node_freed(node, now)
         return None, "failed"
+    attempt_start(
+        job,
+        node=node,
+        now=now,
+        worker=worker,
+        message=f"started on {node}"
+        if job.attempts == 0
+        else f"attempt {job.attempts + 1} of {settings.GENERATIONS_MAX_ATTEMPTS} started on {node}",
+    )
+    return (job, backend, request), "claimed"
+
+
+def attempt_start(job: Job, *, node: str, now: datetime, worker: str, message: str) -> None:
+    """A new attempt of a queued job (locked by the caller) starts on `node`: running with a
+    lease, its status log row, its GPU run. The single claim and batch mates share it."""
     job.status = JobStatus.RUNNING
     job.attempts += 1
     job.node = node
     job.started_at = now
     job.lease_expires_at = _lease(now)
     job.save(update_fields=["status", "attempts", "node", "started_at", "lease_expires_at"])
-    job_event_add(
-        job,
-        JobStatus.RUNNING,
-        at=now,
-        worker=worker,
-        message=f"started on {node}"
-        if job.attempts == 1
-        else f"attempt {job.attempts} of {settings.GENERATIONS_MAX_ATTEMPTS} started on {node}",
-    )
+    job_event_add(job, JobStatus.RUNNING, at=now, worker=worker, message=message)
     infra_costs_services.gpu_run_start(
         external_id=run_external_id(job, job.attempts),
         model_slug=job.model.slug,
@@ -143,7 +150,6 @@ def _claim(job_id, *, worker: str, now: datetime):
         node_name=node,
         started_at=now,
     )
-    return (job, backend, request), "claimed"
 
 
 class _Heartbeat:
