@@ -25,6 +25,8 @@ from accounts.models import (
     Plan,
     Role,
     Subscription,
+    Team,
+    TeamMembership,
     User,
 )
 from config.errors import ServiceError
@@ -164,6 +166,17 @@ class PlanAdmin(admin.ModelAdmin):
                     "api_access",
                     "api_rate_limit_per_min",
                     "queue_priority",
+                )
+            },
+        ),
+        (
+            "Entitlements (docs/pricing.md; empty: no limit)",
+            {
+                "fields": (
+                    "models_allowed",
+                    "max_megapixels",
+                    "max_duration_s",
+                    "max_batch_size",
                 )
             },
         ),
@@ -470,3 +483,23 @@ class AuditEventAdmin(admin.ModelAdmin):
 
 
 from accounts.webhooks import admin as _webhooks_admin  # noqa: E402, F401 - registers it
+
+
+class TeamMembershipInline(admin.TabularInline):
+    model = TeamMembership
+    extra = 0
+    autocomplete_fields = ("user",)
+    readonly_fields = ("created_at",)
+
+
+@admin.register(Team)
+class TeamAdmin(admin.ModelAdmin):
+    """Teams (budgets apply per team: credits.budgets). Owners and admins manage them on the
+    budgets page and the API, audited; staff can correct them here."""
+
+    list_display = ("slug", "name", "organization", "created_at")
+    search_fields = ("slug", "name", "organization__slug")
+    autocomplete_fields = ("organization",)
+    list_select_related = ("organization",)
+    readonly_fields = ("created_at",)
+    inlines = [TeamMembershipInline]

@@ -31,6 +31,7 @@ class SignupForm(forms.Form):
         widget=forms.TextInput(attrs={"autocomplete": "organization"}),
         help_text="Your company or team. You can invite others later.",
     )
+    ref = forms.CharField(required=False, max_length=16, widget=forms.HiddenInput)
 
     def clean_email(self) -> str:
         return User.objects.normalize_email(self.cleaned_data["email"]).strip().lower()

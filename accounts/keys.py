@@ -16,11 +16,12 @@ def hash_api_key(raw_key: str) -> str:
     return hashlib.sha256(raw_key.encode()).hexdigest()
 
 
-def split_api_key(raw_key: str) -> tuple[str, str] | None:
-    """`gpuc_<prefix>_<secret>` → (prefix, secret), or None when the shape is wrong."""
-    if not raw_key.startswith(API_KEY_PREFIX):
+def split_api_key(raw_key: str, *, kind: str = API_KEY_PREFIX) -> tuple[str, str] | None:
+    """`gpuc_<prefix>_<secret>` → (prefix, secret), or None when the shape is wrong. `kind` is
+    the leading tag (staff API tokens, `operations.tokens`, use `gpus_`)."""
+    if not raw_key.startswith(kind):
         return None
-    prefix, sep, secret = raw_key[len(API_KEY_PREFIX) :].partition("_")
+    prefix, sep, secret = raw_key[len(kind) :].partition("_")
     if not sep or len(prefix) != 8 or not secret:
         return None
     return prefix, secret

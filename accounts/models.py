@@ -10,6 +10,7 @@ from decimal import Decimal
 from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser, BaseUserManager
 from django.contrib.auth.models import PermissionsMixin
+from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator, RegexValidator
 from django.db import models
 from django.db.models import Q
@@ -165,6 +166,29 @@ class Plan(models.Model):
     watermark = models.BooleanField(
         default=False, help_text="Outputs are watermarked: passed to the GPU backend with each job."
     )
+    # Entitlements (docs/pricing.md, "Entitlements"): checked in one place at acceptance,
+    # `generations.entitlements.entitlements_check`. Empty means no limit.
+    models_allowed = models.JSONField(
+        null=True,
+        blank=True,
+        help_text='Model slugs this plan may run, e.g. ["sdxl-turbo"]. Empty: every model.',
+    )
+    max_megapixels = models.DecimalField(
+        max_digits=8,
+        decimal_places=2,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(Decimal("0.01"))],
+        help_text="Largest width × height per image, in megapixels. Empty: no limit.",
+    )
+    max_duration_s = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Longest video/audio duration, in seconds. Empty: no limit.",
+    )
+    max_batch_size = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Most images per request. Empty: no limit."
+    )
     is_public = models.BooleanField(
         default=True, help_text="Offered on the billing page (enterprise is by contract)."
     )
@@ -188,6 +212,15 @@ class Plan(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def clean(self) -> None:
+        allowed = self.models_allowed
+        if allowed is not None and (
+            not isinstance(allowed, list) or not all(isinstance(m, str) and m for m in allowed)
+        ):
+            raise ValidationError(
+                {"models_allowed": 'A list of model slugs, e.g. ["sdxl-turbo"], or empty.'}
+            )
 
     @property
     def shows_credit_prices(self) -> bool:
@@ -349,8 +382,53 @@ class AuditEvent(models.Model):
         return f"{self.action} by {self.actor or 'system'}"
 
 
-# Outbound webhooks live in their own module (accounts/webhooks/models.py); imported here so
-# Django registers them with this app.
+class Team(models.Model):
+    """A group of an organization's members (for budgets: docs/budgets.md). Writes go through
+    `accounts.teams`."""
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="teams")
+    slug = models.SlugField(
+        max_length=50,
+        validators=[RegexValidator(r"^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?$")],
+        help_text="Lowercase letters, digits and hyphens; unique in the organization.",
+    )
+    name = models.CharField(max_length=100)
+    members = models.ManyToManyField(
+        settings.AUTH_USER_MODEL, through="TeamMembership", related_name="teams", blank=True
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["organization", "slug"]
+        constraints = [
+            models.UniqueConstraint(fields=["organization", "slug"], name="team_slug_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.organization}/{self.slug}"
+
+
+class TeamMembership(models.Model):
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="team_memberships"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["team", "user"]
+        constraints = [
+            models.UniqueConstraint(fields=["team", "user"], name="team_membership_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} in {self.team}"
+
+
+# Outbound webhooks (accounts/webhooks/models.py) and enterprise contracts
+# (accounts/contracts/models.py) live in their own modules; imported here so Django registers
+# them with this app.
+from accounts.contracts.models import Contract  # noqa: E402, F401
 from accounts.webhooks.models import (  # noqa: E402, F401
     WebhookAttempt,
     WebhookDelivery,

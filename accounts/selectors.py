@@ -6,6 +6,7 @@ import hmac
 
 from django.db.models import QuerySet
 
+from accounts import keycache
 from accounts.keys import hash_api_key, split_api_key
 from accounts.models import APIKey, Membership, Organization, Plan, User
 from config.errors import NotFound, PermissionDenied
@@ -77,6 +78,7 @@ def api_access_check(*, organization: Organization) -> None:
         raise PermissionDenied(
             "Your plan does not include API access. Upgrade to use API keys.",
             reason="api_access",
+            limit="api_access",
         )
 
 
@@ -92,15 +94,22 @@ def api_key_get(*, organization: Organization, key_id: int) -> APIKey:
 
 
 def api_key_from_raw(*, raw_key: str) -> APIKey | None:
-    """The active key whose value is `raw_key`, or None. Compares digests in constant time."""
+    """The active key whose value is `raw_key`, or None. Compares digests in constant time.
+
+    The key comes with its organization, subscription and plan, from the key cache
+    (accounts/keycache.py: one Redis round trip) or else one query, which fills the cache."""
     parts = split_api_key(raw_key)
     if parts is None:
         return None
-    key = (
-        APIKey.objects.select_related("organization", "organization__subscription__plan")
-        .filter(prefix=parts[0], revoked_at__isnull=True)
-        .first()
-    )
+    epoch, key = keycache.cached(prefix=parts[0])
+    if key is None:
+        key = (
+            APIKey.objects.select_related("organization", "organization__subscription__plan")
+            .filter(prefix=parts[0], revoked_at__isnull=True)
+            .first()
+        )
+        if key is not None:
+            keycache.remember(epoch=epoch, api_key=key)
     if key is None or not hmac.compare_digest(key.hashed_key, hash_api_key(raw_key)):
         return None
     return key

@@ -10,6 +10,7 @@ from __future__ import annotations
 import calendar
 import importlib
 import secrets
+import time
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -25,6 +26,7 @@ from django.utils.encoding import force_bytes
 from django.utils.http import urlsafe_base64_encode
 from django.utils.text import slugify
 
+from accounts import keycache
 from accounts.keys import API_KEY_PREFIX, hash_api_key
 from accounts.models import (
     APIKey,
@@ -35,6 +37,7 @@ from accounts.models import (
     Role,
     Subscription,
     SubscriptionStatus,
+    TeamMembership,
     User,
 )
 from accounts.signals import subscription_period_opened
@@ -458,6 +461,7 @@ def membership_remove(*, membership: Membership, actor: User) -> None:
         target=membership,
         data={"email": membership.user.email, "role": membership.role},
     )
+    TeamMembership.objects.filter(team__organization=org, user_id=membership.user_id).delete()
     membership.delete()
 
 
@@ -551,6 +555,7 @@ def api_key_revoke(*, api_key: APIKey, actor: User | None, as_staff: bool = Fals
     )
     api_key.refresh_from_db()
     if updated:
+        keycache.forget_all()  # the next request with this key reads PostgreSQL: 401
         audit_record(
             action="api_key.revoked",
             organization=api_key.organization,
@@ -565,11 +570,27 @@ def api_key_revoke(*, api_key: APIKey, actor: User | None, as_staff: bool = Fals
     return api_key
 
 
+# Key id → time.monotonic() of this process's last last_used_at write (api_key_touch). The key
+# may come from the key cache with an older last_used_at: this keeps it to one UPDATE per key,
+# process and resolution. Bounded: cleared when it grows past _TOUCHED_MAX keys.
+_touched: dict[int, float] = {}
+_TOUCHED_MAX = 10_000
+
+
 def api_key_touch(*, api_key: APIKey) -> None:
-    """Record use, at most once per API_KEY_LAST_USED_RESOLUTION_S (one conditional UPDATE)."""
+    """Record use, at most once per API_KEY_LAST_USED_RESOLUTION_S: per process, at most one
+    conditional UPDATE per key in that time, which writes only when no process wrote within it."""
     now = timezone.now()
-    horizon = now - timedelta(seconds=settings.API_KEY_LAST_USED_RESOLUTION_S)
+    resolution = settings.API_KEY_LAST_USED_RESOLUTION_S
+    horizon = now - timedelta(seconds=resolution)
     if api_key.last_used_at is not None and api_key.last_used_at > horizon:
         return
+    mono = time.monotonic()
+    last = _touched.get(api_key.pk)
+    if last is not None and mono - last < resolution:
+        return
+    if len(_touched) >= _TOUCHED_MAX:
+        _touched.clear()
+    _touched[api_key.pk] = mono
     APIKey.objects.filter(pk=api_key.pk).exclude(last_used_at__gt=horizon).update(last_used_at=now)
     api_key.last_used_at = now

@@ -6,3 +6,7 @@ from django.dispatch import Signal
 # change or a renewal. Arguments: subscription, previous_start and previous_end (the period
 # that just ended, or None for a new subscription) and now (when it happened).
 subscription_period_opened = Signal()
+
+# Sent after a sign-up's user and organization are committed (accounts.views.signup_confirm).
+# Arguments: organization and referral_code (the `?ref=` the sign-up began with, or "").
+organization_signed_up = Signal()

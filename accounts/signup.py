@@ -41,16 +41,23 @@ def _hourly_count(bucket: str, *, now: float) -> tuple[int, int]:
     return count, max(1, math.ceil((window + 1) * _HOUR - now))
 
 
-def signup_token_make(*, email: str, name: str, organization_name: str) -> str:
-    return signing.dumps({"e": email, "n": name, "o": organization_name}, salt=_SALT, compress=True)
+def signup_token_make(
+    *, email: str, name: str, organization_name: str, referral_code: str = ""
+) -> str:
+    data = {"e": email, "n": name, "o": organization_name}
+    if referral_code:
+        data["r"] = referral_code
+    return signing.dumps(data, salt=_SALT, compress=True)
 
 
 def signup_token_read(*, token: str) -> dict[str, str]:
-    """The sign-up a link carries: {"email", "name", "organization_name"}. ValidationError when
+    """The sign-up a link carries: {"email", "name", "organization_name", "referral_code"}.
+    ValidationError when
     the link is forged, expired or already used (the account exists)."""
     try:
         data = signing.loads(token, salt=_SALT, max_age=settings.PASSWORD_RESET_TIMEOUT)
         signup = {"email": data["e"], "name": data["n"], "organization_name": data["o"]}
+        signup["referral_code"] = str(data.get("r", ""))
     except (signing.BadSignature, KeyError, TypeError):
         raise ValidationError("This sign-up link is invalid or too old.") from None
     if User.objects.filter(email__iexact=signup["email"]).exists():
@@ -64,6 +71,7 @@ def user_signup_request(
     name: str = "",
     organization_name: str,
     client_address: str = "",
+    referral_code: str = "",
     now: float | None = None,
 ) -> None:
     """Email `email` the next step of signing up, or, when it has an account, a note that
@@ -101,7 +109,12 @@ def user_signup_request(
             "If it was not you, ignore this email: nothing has changed.",
         ]
     else:
-        token = signup_token_make(email=email, name=name, organization_name=organization_name)
+        token = signup_token_make(
+            email=email,
+            name=name,
+            organization_name=organization_name,
+            referral_code=referral_code,
+        )
         subject = f"Finish creating your {settings.SITE_NAME} account"
         lines = [
             "Hello,",

@@ -35,7 +35,8 @@ from accounts.forms import (
     SignupPasswordForm,
 )
 from accounts.middleware import SESSION_KEY
-from accounts.models import Role
+from accounts.models import Organization, Role
+from accounts.signals import organization_signed_up
 from accounts.tenancy import tenant_scoped
 from config.errors import NotFound, PermissionDenied, RateLimited, ValidationError
 from config.web.decorators import organization_required
@@ -74,7 +75,7 @@ def signup(request: HttpRequest) -> HttpResponse:
     address has an account."""
     if request.user.is_authenticated:
         return redirect("dashboard")
-    form = SignupForm(request.POST or None)
+    form = SignupForm(request.POST or None, initial={"ref": request.GET.get("ref", "")[:16]})
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         try:
@@ -83,6 +84,7 @@ def signup(request: HttpRequest) -> HttpResponse:
                 name=data["name"],
                 organization_name=data["organization_name"],
                 client_address=client_address(request),
+                referral_code=data.get("ref", ""),
             )
         except RateLimited as exc:
             form.add_error(None, exc.detail)
@@ -121,6 +123,11 @@ def signup_confirm(request: HttpRequest, token: str) -> HttpResponse:
         except ValidationError as exc:
             add_service_errors(form, exc)
         else:
+            organization_signed_up.send(
+                sender=Organization,
+                organization=organization,
+                referral_code=pending.get("referral_code", ""),
+            )
             if request.user.is_authenticated:
                 logout(request)
             login(request, user, backend="accounts.backends.ThrottledModelBackend")

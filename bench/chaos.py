@@ -63,11 +63,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import _django
+from bench._proc import HOST, children, die_with_parent, free_port, pct, say
 
 ROOT = _django.ROOT
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/gpucredits_bench_chaos"
 DEFAULT_REDIS_PORT = 6392
-HOST = "127.0.0.1"
 POST_PATH = "/api/v1/generations/"
 PLAN = "bench-chaos"
 GRANT = Decimal("1000000000")
@@ -75,20 +75,6 @@ MODELS = {"a100": ("chaos-a100", Decimal(3)), "l4": ("chaos-l4", Decimal(2))}
 FAULTS = ("celery", "gunicorn", "redis", "postgres", "beat")
 ORIGINAL_ENV = dict(os.environ)
 REAP_EVERY_S = 30.0
-
-
-def say(msg: str = "") -> None:
-    print(msg, flush=True)
-
-
-def pct(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    xs = sorted(values)
-    k = (len(xs) - 1) * q
-    lo = int(k)
-    hi = min(lo + 1, len(xs) - 1)
-    return xs[lo] + (xs[hi] - xs[lo]) * (k - lo)
 
 
 # --- Arguments --------------------------------------------------------------------------------
@@ -215,28 +201,6 @@ def window_of(t: float, faults: list[Fault]) -> str:
 # --- Processes --------------------------------------------------------------------------------
 
 
-def _die_with_parent() -> None:
-    import ctypes
-
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
-def children(pid: int) -> list[int]:
-    out = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                s = f.read()
-        except OSError:
-            continue
-        if int(s[s.rfind(")") + 2 :].split()[1]) == pid:
-            out.append(int(entry))
-    return sorted(out)
-
-
 class Procs:
     """Named servers, each incarnation in its own process group with its own log."""
 
@@ -266,7 +230,7 @@ class Procs:
                     stdout=out,
                     stderr=subprocess.STDOUT,
                     start_new_session=True,
-                    preexec_fn=_die_with_parent,
+                    preexec_fn=die_with_parent,
                 )
             self.live[name] = proc
             self.logs.append(log)
@@ -1011,6 +975,8 @@ def server_env(
         PYTHONUNBUFFERED="1",
         # Plain HTTP on the loopback, as behind the TLS-terminating proxy (no HTTPS redirect).
         SECURE_SSL_REDIRECT="false",
+        # The report reads the servers' logs line by line (production's default is JSON).
+        LOG_FORMAT="text",
     )
     env.update(extra)
     return env
@@ -1186,14 +1152,6 @@ def leftovers(url: str) -> bool:
             )
     except psycopg.Error:  # no database or no table yet
         return False
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
 
 
 if __name__ == "__main__":

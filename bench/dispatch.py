@@ -48,7 +48,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -64,11 +63,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import _django
+from bench._proc import HOST, die_with_parent, free_port, pct, say
 
 ROOT = _django.ROOT
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/gpucredits_bench_dispatch"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/13"
-HOST = "127.0.0.1"
 POOL = "a100"
 MODEL = "bench-dispatch-sim"
 PLAN = "bench-studio"
@@ -210,21 +209,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def say(msg: str = "") -> None:
-    print(msg, flush=True)
-
-
-def pct(values: list[float], q: float) -> float:
-    """Linear-interpolated percentile (q in 0..1); nan for no values."""
-    if not values:
-        return float("nan")
-    xs = sorted(values)
-    k = (len(xs) - 1) * q
-    lo = int(k)
-    hi = min(lo + 1, len(xs) - 1)
-    return xs[lo] + (xs[hi] - xs[lo]) * (k - lo)
-
-
 def ms(x: float) -> str:
     return "—" if x != x else f"{x * 1000:,.1f}"  # nan → —
 
@@ -359,7 +343,7 @@ class Procs:
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # own session → own process group (pgid == pid)
-                preexec_fn=_die_with_parent,
+                preexec_fn=die_with_parent,
             )
         self.items.append((name, proc, log))
         return proc
@@ -393,20 +377,6 @@ class Procs:
                 proc.wait(timeout=5)
             except subprocess.TimeoutExpired:
                 say(f"  warning: {name} (pid {proc.pid}) did not exit")
-
-
-def _die_with_parent() -> None:
-    """In the child before exec: SIGTERM when this script dies, even by SIGKILL (Linux)."""
-    import ctypes
-
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
 
 
 def server_env(db_url: str, redis_url: str, overrides: dict, settings_dir: Path) -> dict:

@@ -12,6 +12,13 @@ as it was.
     .venv/bin/python bench/soak.py                      # 50,000 seeds from 0
     .venv/bin/python bench/soak.py --seeds 5000 --first 100000
     .venv/bin/python bench/soak.py --mutant capture_twice_on_redelivery --seeds 200
+    .venv/bin/python bench/soak.py --workers 1          # all in this process
+
+With more than one worker (the default: one per core, at most 2), the seeds are spread over
+spawned processes as `make test` does (tests/simulation/parallel.py): each works on a copy of
+the database (`<name>_sim<N>`, dropped at the end) and runs chunks of seeds in a transaction of
+its own, rolled back. The copies need the database to have no other session; if it has one,
+the soak runs in this process.
 
 A failing seed prints its invariants, its trace and the command that replays it. Exit status 1
 when any seed failed. DATABASE_URL defaults to postgres://postgres@127.0.0.1:5432/gpucredits_bench.
@@ -21,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -49,6 +57,12 @@ def main() -> int:
     parser.add_argument("--first", type=int, default=0, help="the first seed (0)")
     parser.add_argument("--mutant", default=None, help="a tests/simulation/mutants.py variant")
     parser.add_argument("--stop-after", type=int, default=20, help="stop after N failures")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=min(2, os.cpu_count() or 1),
+        help="worker processes (one per core, at most 2)",
+    )
     args = parser.parse_args()
 
     url = _django.database_url()
@@ -56,14 +70,24 @@ def main() -> int:
     _django.setup(url)
 
     from django.db import transaction
+    from django.test.utils import setup_test_environment
 
     from tests.simulation import mutants
     from tests.simulation.harness import World, run_seed
 
     extra = getattr(mutants, args.mutant) if args.mutant else None
+    setup_test_environment()  # the seeds that go through the API use Django's test client
     logging.disable(logging.CRITICAL)
     failures = []
     started = time.perf_counter()
+    if args.workers > 1:
+        from tests.simulation.parallel import Unavailable
+
+        try:
+            done, failures = _soak_parallel(args, started)
+            return _summary(args, done, failures, started)
+        except Unavailable as exc:  # another session on the database: no copies
+            sys.stderr.write(f"no worker databases ({exc}); running in this process\n")
     outer = transaction.atomic()
     outer._from_testcase = True  # the services' durable transactions open inside, as in tests
     with outer:
@@ -80,6 +104,28 @@ def main() -> int:
             if len(failures) >= args.stop_after:
                 break
         transaction.set_rollback(True)
+    return _summary(args, done, failures, started)
+
+
+def _soak_parallel(args, started: float) -> tuple[int, list]:
+    from tests.simulation.parallel import run_parallel
+
+    def report(run, new_failures) -> None:
+        for result in new_failures:
+            sys.stderr.write("\n" + result.report() + "\n")
+        progress(run.done, args.seeds, len(run.failures), started)
+
+    run = run_parallel(
+        range(args.first, args.first + args.seeds),
+        workers=args.workers,
+        stop_after=args.stop_after,
+        mutant=args.mutant,
+        progress=report,
+    )
+    return run.done, run.failures
+
+
+def _summary(args, done: int, failures: list, started: float) -> int:
     elapsed = time.perf_counter() - started
     sys.stderr.write("\n")
     print(

@@ -16,7 +16,9 @@ Both paths compute spec §3's report for the whole period in the same run:
           (islands by cumulative max, uptime coverage by prefix sums + searchsorted).
 
 Each path runs --repeat times (median reported); then every number of the two reports is
-compared (to 1e-6) and the targets are checked: SQL < 10 s and at least 2x faster than pandas.
+compared (to 1e-6) and the targets are checked: SQL < 10 s and at least 3x (day windows) or 2x
+(hour windows) faster than pandas (issue 16). The SQL path reads the per-hour aggregates
+(`infra_costs.allocation.hourly`), built once after generating (timed).
 Exit status 1 when the numbers differ or a target is missed.
 
 The database (default gpucredits_bench_unit_costs) is created when missing and migrated.
@@ -45,7 +47,7 @@ JOBS = 1_000_000
 MODELS = 8
 TOLERANCE = 1e-6
 TARGET_S = 10.0
-TARGET_RATIO = 2.0
+TARGET_RATIO = {"day": 3.0, "hour": 2.0}  # issue 16
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -533,6 +535,13 @@ def main(argv=None) -> int:
     from infra_costs.periods import make_period
 
     generate(args.days, args.jobs, args.regenerate)
+    from infra_costs.models import CostHourDirty
+    from infra_costs.services import cost_aggregates_refresh
+
+    if CostHourDirty.objects.exists():  # freshly generated: build the per-hour aggregates
+        t0 = time.perf_counter()
+        hours = cost_aggregates_refresh()
+        print(f"aggregates: {hours:,} hours built in {time.perf_counter() - t0:.1f} s")
     end = date.fromordinal(START.toordinal() + args.days)
     period = make_period(START, end, window=args.window)
     pool_slugs = dict(NodePool.objects.values_list("id", "slug"))
@@ -592,7 +601,10 @@ def main(argv=None) -> int:
         print(f"numbers: SQL and pandas agree on every figure (to {TOLERANCE})")
     for name, passed in (
         (f"SQL < {TARGET_S:.0f} s", sql_s < TARGET_S),
-        (f"SQL >= {TARGET_RATIO:.0f}x faster than pandas", ratio >= TARGET_RATIO),
+        (
+            f"SQL >= {TARGET_RATIO[args.window]:.0f}x faster than pandas ({args.window})",
+            ratio >= TARGET_RATIO[args.window],
+        ),
     ):
         print(f"target {name}: {'PASS' if passed else 'MISS'}")
         ok = ok and passed

@@ -3,11 +3,38 @@
 Services raise these; the API renders them as RFC 9457 problem details
 (`config.api.exceptions`), the web UI as messages / form errors, commands as CommandError.
 Every error has a machine `code` (fixed by the spec) and an HTTP `status_code`.
+
+A refused submission also names the limit that blocked it (SPEC §7): `limit` (`api_access`,
+`rate_limit`, `daily_cap`, `concurrency`, `budget:<scope>:<id>`, `velocity`, `credits`,
+`server_busy`) and, where they exist, `limit_value`, `used` and `resets_at` — one shape for
+all, built by `limit_details`. Errors with a fixed limit (`limit_name`) carry it without being told.
 """
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
+
+
+def limit_details(
+    *,
+    name: str,
+    value: Any = None,
+    used: Any = None,
+    resets_at: datetime | None = None,
+    **more: Any,
+) -> dict[str, Any]:
+    """The extra members of a refusal that say which limit blocked it: `limit` (its name),
+    `limit_value`, `used` and `resets_at` (ISO 8601 UTC) where they exist. Credits are
+    strings (exact decimals), counts are integers."""
+    out: dict[str, Any] = {"limit": name}
+    for key, item in (("limit_value", value), ("used", used), *more.items()):
+        if item is not None:
+            out[key] = str(item) if isinstance(item, Decimal) else item
+    if resets_at is not None:
+        out["resets_at"] = resets_at.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    return out
 
 
 class ServiceError(Exception):
@@ -15,6 +42,7 @@ class ServiceError(Exception):
     status_code = 400
     title = "Error"
     default_detail = "The request could not be completed."
+    limit_name: str | None = None  # the limit a refusal of this class always names (SPEC §7)
 
     def __init__(
         self,
@@ -28,6 +56,8 @@ class ServiceError(Exception):
         self.errors = errors or {}
         self.headers = headers or {}
         self.extra = extra
+        if self.limit_name is not None:
+            self.extra.setdefault("limit", self.limit_name)
         super().__init__(self.detail)
 
 
@@ -50,6 +80,7 @@ class InsufficientCredits(ServiceError):
     status_code = 402
     title = "Insufficient credits"
     default_detail = "Not enough credits available for this operation."
+    limit_name = "credits"
 
 
 class PermissionDenied(ServiceError):
@@ -85,6 +116,7 @@ class RateLimited(ServiceError):
     status_code = 429
     title = "Rate limited"
     default_detail = "Too many requests for this API key."
+    limit_name = "rate_limit"
 
 
 class ServerBusy(ServiceError):
@@ -92,6 +124,7 @@ class ServerBusy(ServiceError):
     status_code = 503
     title = "Server busy"
     default_detail = "The model's queue is saturated. Retry later."
+    limit_name = "server_busy"
 
 
 class PayloadTooLarge(ServiceError):

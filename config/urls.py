@@ -24,6 +24,7 @@ api_v1 = [
     path("", include("generations.api.urls")),
     path("", include("infra_costs.api.urls")),
     path("", include("planning.api.urls")),
+    path("", include("operations.api.urls")),
 ]
 
 urlpatterns = [
@@ -51,6 +52,7 @@ urlpatterns = [
     path("staff/fleet/", include("operations.urls_fleet")),
     path("staff/planning/", include("planning.urls")),
     path("staff/pricing/", include("generations.staff_views")),
+    path("staff/contracts/", include("generations.overrides.staff_views")),
     # Stripe Checkout/Portal return URLs and emails point here.
     path(
         "billing/",

@@ -570,3 +570,16 @@ class OverageRecordAdmin(admin.ModelAdmin):
             )
         for line in failed:
             self.message_user(request, f"Could not invoice {line}", messages.ERROR)
+
+
+# Budgets register their own admin (credits/budgets/admin.py).
+from credits.budgets import admin as budget_admin  # noqa: E402, F401
+
+# Promo codes register their own admin (credits/promos/admin.py).
+from credits.promos import admin as promo_admin  # noqa: E402, F401
+
+# Free trials and referrals register their own admin (credits/trials/admin.py).
+from credits.trials import admin as trial_admin  # noqa: E402, F401
+
+# The spend-velocity pause registers its own admin (credits/velocity/admin.py).
+from credits.velocity import admin as velocity_admin  # noqa: E402, F401

@@ -65,11 +65,15 @@ class GrantSource(models.TextChoices):
     PROMO = "promo", "Promo"
     ADJUSTMENT = "adjustment", "Adjustment"
     REFUND = "refund", "Refund"
+    TRIAL = "trial", "Trial"
+    REFERRAL = "referral", "Referral"
 
 
 # Lower numbers burn first. Plan and promo credits expire, so they go before purchased ones.
 DEFAULT_PRIORITY = {
     GrantSource.PROMO: 10,
+    GrantSource.TRIAL: 10,
+    GrantSource.REFERRAL: 10,
     GrantSource.PLAN: 20,
     GrantSource.REFUND: 30,
     GrantSource.ADJUSTMENT: 30,
@@ -316,3 +320,16 @@ class OverageRecord(models.Model):
 # The billing (Stripe) models live with the rest of billing, in `credits.billing.models` (same
 # app label and tables); importing them here is what registers them with the credits app.
 from credits.billing import models as billing_models  # noqa: E402, F401
+
+# Budgets (per member, team or API key) live in `credits.budgets.models`; imported here so
+# Django registers them with the credits app.
+from credits.budgets import models as budget_models  # noqa: E402, F401
+
+# Promo codes and their redemptions live in `credits.promos.models`.
+from credits.promos import models as promo_models  # noqa: E402, F401
+
+# Free trials and referrals live in `credits.trials.models`.
+from credits.trials import models as trial_models  # noqa: E402, F401
+
+# The spend-velocity pause lives in `credits.velocity.models`.
+from credits.velocity import models as velocity_models  # noqa: E402, F401

@@ -260,14 +260,19 @@ def quota_day_start(now):
 
 def generations_today(*, account: CreditAccount, now) -> int:
     """What the daily generation cap counts: holds placed since midnight UTC that are still
-    held or were charged (released ones — failures not the customer's, cancels — don't count)."""
+    held or were charged (released ones — failures not the customer's, cancels — don't count;
+    nor do usage events, metered outside jobs: metadata `meter`)."""
     from credits.models import HoldStatus
 
-    return CreditHold.objects.filter(
-        account=account,
-        created_at__gte=quota_day_start(now),
-        status__in=[HoldStatus.HELD, HoldStatus.CAPTURED],
-    ).count()
+    return (
+        CreditHold.objects.filter(
+            account=account,
+            created_at__gte=quota_day_start(now),
+            status__in=[HoldStatus.HELD, HoldStatus.CAPTURED],
+        )
+        .exclude(metadata__has_key="meter")
+        .count()
+    )
 
 
 def jobs_running(*, account: CreditAccount) -> int:
@@ -306,11 +311,15 @@ def fair_use_status(*, organization: Organization, account: CreditAccount | None
     account = account or account_get(organization=organization)
     used = 0
     if account is not None:
-        used = CreditHold.objects.filter(
-            account=account,
-            created_at__gte=subscription.current_period_start,
-            status__in=[HoldStatus.HELD, HoldStatus.CAPTURED],
-        ).count()
+        used = (
+            CreditHold.objects.filter(
+                account=account,
+                created_at__gte=subscription.current_period_start,
+                status__in=[HoldStatus.HELD, HoldStatus.CAPTURED],
+            )
+            .exclude(metadata__has_key="meter")  # usage events are not generations
+            .count()
+        )
     return FairUseStatus(
         cap=plan.fair_use_cap,
         used=used,
@@ -383,7 +392,8 @@ class UsageRow:
 
 def usage(*, organization: Organization, start, end, group_by: str = "day") -> list[UsageRow]:
     """Captured credits and counts of holds created in [start, end), per UTC day or per model
-    (the `model` key of the hold's metadata). One grouped query."""
+    (the `model` key of the hold's metadata; `meter:<slug>` for usage events, which add to the
+    credits spent but are not generations). One grouped query."""
     from django.db.models import Count
     from django.db.models.fields.json import KT
     from django.db.models.functions import Coalesce, TruncDate
@@ -407,7 +417,10 @@ def usage(*, organization: Organization, start, end, group_by: str = "day") -> l
             spent=Coalesce(
                 Sum("captured_amount", filter=Q(status=HoldStatus.CAPTURED)), Value(Decimal(0))
             ),
-            generations=Count("id", filter=Q(status=HoldStatus.CAPTURED)),
+            # Usage events (metered outside jobs: metadata `meter`) count in `spent` only.
+            generations=Count(
+                "id", filter=Q(status=HoldStatus.CAPTURED) & ~Q(metadata__has_key="meter")
+            ),
             released=Count("id", filter=Q(status__in=[HoldStatus.RELEASED, HoldStatus.EXPIRED])),
         )
         .order_by("k")

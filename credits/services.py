@@ -34,6 +34,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from accounts.contracts.selectors import contract_in_force
 from accounts.models import APIKey, FairUseThrottle, Organization, Plan, Subscription
 from accounts.selectors import api_access_check
 from accounts.services import audit_record, subscription_advance_period
@@ -42,8 +43,16 @@ from config.errors import (
     NotFound,
     QuotaExceeded,
     ValidationError,
+    limit_details,
 )
+from config.transactions import atomic_joinable
 from credits import ledger, selectors
+from credits.budgets import services as budgets
+from credits.contract_terms import (  # noqa: F401 (callers use credits.services)
+    contract_change,
+    overage_limit_for,
+    overage_price_for,
+)
 from credits.models import (
     CreditAccount,
     CreditGrant,
@@ -55,10 +64,7 @@ from credits.models import (
     OverageStatus,
 )
 from credits.money import credits_to_usd, parse_credits
-
-
-def overage_limit_for(plan: Plan) -> Decimal:
-    return plan.overage_cap if plan.overage_enabled else Decimal(0)
+from credits.velocity import services as velocity
 
 
 def account_for(*, organization: Organization) -> CreditAccount:
@@ -86,14 +92,17 @@ def period_open(
 
     1. the previous period's overage is closed into an OverageRecord (handed to billing);
     2. the plan credits that expired with it are expired (ledger entries);
-    3. the account's overage allowance follows the plan;
-    4. the plan's monthly credits are granted, expiring at the period's end (once per period).
+    3. the account's overage allowance follows the plan (or the contract's cap);
+    4. the plan's monthly credits — or, when the organization's contract is in force at the
+       period's start and sets `credits_per_period`, the contract's credits INSTEAD — are
+       granted, expiring at the period's end (once per period).
 
     Joins the caller's transaction: the signal is sent inside the subscription change, and the
     period's credits must commit or roll back with it.
     """
     now = now or timezone.now()
     plan = subscription.plan
+    org_id = subscription.organization_id
     account = account_for(organization=subscription.organization)
     if previous_start is not None and previous_end is not None:
         overage_close(
@@ -107,17 +116,24 @@ def period_open(
     ).values_list("pk", flat=True)
     for grant_id in list(expired):
         ledger.grant_expire(grant_id=grant_id, now=max(now, subscription.current_period_start))
-    ledger.account_set_overage_limit(account=account, overage_limit=overage_limit_for(plan))
-    if plan.monthly_credits <= 0:
+    start = subscription.current_period_start
+    ledger.account_set_overage_limit(
+        account=account, overage_limit=overage_limit_for(plan, organization_id=org_id, at=start)
+    )
+    amount, reason = plan.monthly_credits, f"{plan.name} plan credits"
+    contract = contract_in_force(organization_id=org_id, at=start)
+    if contract is not None and contract.credits_per_period is not None:
+        amount, reason = contract.credits_per_period, f"Contract credits (v{contract.version})"
+    if amount <= 0:
         return None
     return ledger.grant_create(
         account=account,
-        amount=plan.monthly_credits,
+        amount=amount,
         source=GrantSource.PLAN,
         idempotency_key=_period_grant_key(subscription),
         expires_at=subscription.current_period_end,
         reference=f"{plan.slug} {subscription.current_period_start:%Y-%m-%d}",
-        reason=f"{plan.name} plan credits",
+        reason=reason,
         now=min(now, subscription.current_period_end - timedelta(seconds=1)),
     )
 
@@ -126,14 +142,19 @@ def overage_close(
     *, account: CreditAccount, plan: Plan, period_start: datetime, period_end: datetime
 ) -> OverageRecord | None:
     """Bill the period's overage: captured credits no grant covered and no earlier record
-    billed, at the plan's overage price. One record per account and period (idempotent)."""
+    billed, at the plan's overage price (the contract's when in force at the period's end).
+    One record per account and period (idempotent)."""
     existing = OverageRecord.objects.filter(account=account, period_start=period_start).first()
     if existing is not None:
         return existing
     credits = selectors.overage_billable(account=account)
     if credits <= 0:
         return None
-    price = plan.overage_price_usd or Decimal(0)
+    price = overage_price_for(
+        plan,
+        organization_id=account.organization_id,
+        at=period_end - timedelta(microseconds=1),
+    )
     record = OverageRecord.objects.create(
         account=account,
         period_start=period_start,
@@ -154,11 +175,10 @@ def overage_close(
 
 def subscriptions_renew_due(*, now: datetime | None = None) -> int:
     """Open the next period of every subscription whose period has ended and which Stripe does
-    not manage (Stripe-managed ones renew on `invoice.paid`). Beat task; idempotent."""
+    not manage (Stripe-managed ones renew on `invoice.paid`; trials end via credits.trials)."""
     now = now or timezone.now()
-    due = Subscription.objects.filter(current_period_end__lte=now).filter(
-        Q(stripe_subscription_id="") | Q(plan__monthly_price_usd=0)
-    )
+    due = Subscription.objects.filter(current_period_end__lte=now).exclude(status="trialing")
+    due = due.filter(Q(stripe_subscription_id="") | Q(plan__monthly_price_usd=0))
     renewed = 0
     for sub in due.iterator():
         if subscription_advance_period(subscription=sub, now=now) is not None:
@@ -199,24 +219,30 @@ def holds_release_stale(*, now: datetime | None = None, limit: int = 10_000) -> 
 # --- Spending ---------------------------------------------------------------------------------
 
 
-@transaction.atomic
+@atomic_joinable  # savepoint=False: joins the caller's durable transaction (the submission)
 def spend_authorize(
     *,
     organization: Organization,
     amount,
     key: str,
     api_key: APIKey | None = None,
+    user=None,
     metadata: dict | None = None,
     now: datetime | None = None,
 ) -> CreditHold:
     """May this organization start a job costing `amount`? Returns the hold, or raises the
-    first refusal in the spec's order, each with its code:
+    first refusal in the spec's order, each with its code and the `limit` it names (SPEC §7):
 
-    1. API access by plan (API-key callers) → permission_denied (403)
+    1. API access by plan (API-key callers) → permission_denied (403, limit api_access)
     2. (the rate limit per API key is the API layer's throttle, before this is called)
-    3. daily generation cap → quota_exceeded (429, reason daily_generation_cap)
-    4. concurrent jobs → quota_exceeded (429, reason concurrent_jobs)
-    5. credits (+ overage allowance) → insufficient_credits (402)
+    3. daily generation cap → quota_exceeded (429, limit daily_cap)
+    4. concurrent jobs → quota_exceeded (429, limit concurrency)
+    5. budgets: the API key's, the member's (`user`, or the key's creator) and the member's
+       teams' → quota_exceeded (429, limit budget:<scope>:<id>); each reserves `amount`
+       (the list price, on a fair-use unlimited plan too) with the hold (`credits.budgets`)
+    5b. spend velocity (paid plans): paused, or the last hour far above the trailing average
+       → quota_exceeded (429, limit velocity) — `credits.velocity.services`
+    6. credits (+ overage allowance) → insufficient_credits (402, limit credits)
 
     On a fair-use unlimited plan step 5 is replaced: the job costs nothing — the hold is a
     usage record of 0 credits (`amount`, the list price, is kept in its metadata) — and past
@@ -252,23 +278,42 @@ def spend_authorize(
     if api_key is not None:
         api_access_check(organization=organization)
     daily_cap = plan.daily_generation_cap
-    if daily_cap is not None and selectors.generations_today(account=account, now=now) >= daily_cap:
+    today = selectors.generations_today(account=account, now=now) if daily_cap is not None else 0
+    if daily_cap is not None and today >= daily_cap:
         raise QuotaExceeded(
             f"Daily generation cap of {plan.daily_generation_cap} reached; "
             "it resets at midnight UTC.",
             reason="daily_generation_cap",
-            limit=plan.daily_generation_cap,
+            **limit_details(
+                name="daily_cap",
+                value=daily_cap,
+                used=today,
+                resets_at=selectors.quota_day_start(now) + timedelta(days=1),
+            ),
         )
     concurrent_cap = plan.max_concurrent_jobs
-    if concurrent_cap is not None and selectors.jobs_running(account=account) >= concurrent_cap:
+    running = selectors.jobs_running(account=account) if concurrent_cap is not None else 0
+    if concurrent_cap is not None and running >= concurrent_cap:
         raise QuotaExceeded(
             f"{plan.max_concurrent_jobs} concurrent job(s) allowed on the {plan.name} plan; "
             "wait for one to finish.",
             reason="concurrent_jobs",
-            limit=plan.max_concurrent_jobs,
+            **limit_details(name="concurrency", value=concurrent_cap, used=running),
         )
+    member_id = api_key.created_by_id if api_key is not None else getattr(user, "pk", None)
+    budget_ids = budgets.budgets_reserve(
+        organization=organization,
+        api_key_id=api_key.pk if api_key is not None else None,
+        user_id=member_id,
+        amount=amount,
+        now=now,
+    )
+    if budget_ids:  # the hold resolves its reservations (credits.ledger.holds)
+        metadata = {**(metadata or {}), "budgets": len(budget_ids)}
+    if not plan.unlimited:  # spend velocity (credits.velocity): after budgets, before credits
+        velocity.velocity_check(organization=organization, account=account, amount=amount, now=now)
     if plan.unlimited:
-        return _fair_use_hold(
+        hold = _fair_use_hold(
             organization=organization,
             account=account,
             amount=amount,
@@ -277,9 +322,12 @@ def spend_authorize(
             metadata=metadata,
             now=now,
         )
-    return ledger.hold_create(
-        account=account, amount=amount, key=key, api_key=api_key, metadata=metadata, now=now
-    )
+    else:
+        hold = ledger.hold_create(
+            account=account, amount=amount, key=key, api_key=api_key, metadata=metadata, now=now
+        )
+    budgets.budgets_record(hold=hold, budget_ids=budget_ids, amount=amount, now=now)
+    return hold
 
 
 # A rate-throttled job's start time in a hold's metadata: fixed-width UTC text, so that the
@@ -517,3 +565,35 @@ def hold_extend(*, hold: CreditHold, until: datetime) -> bool:
     """Keep a live job's hold from the stale-hold sweep until `until` (see the ledger). False
     when the hold is no longer held (the sweep or a release got there first)."""
     return ledger.hold_extend(hold=hold, until=until)
+
+
+# --- Usage outside jobs -------------------------------------------------------------------------
+
+
+def account_lock(*, organization: Organization) -> CreditAccount:
+    """The organization's credit account, row-locked for the caller's transaction (created on
+    first use): a batch of usage events takes it first, so concurrent batches of one
+    organization run one after the other and never deadlock on each other's events."""
+    account = account_for(organization=organization)
+    return CreditAccount.objects.select_for_update().get(pk=account.pk)
+
+
+def usage_charge(
+    *,
+    account: CreditAccount,
+    amount,
+    key: str,
+    api_key: APIKey | None = None,
+    metadata: dict | None = None,
+    now: datetime | None = None,
+) -> CreditHold:
+    """Charge metered usage that is not a job (a usage event): a hold of `amount`, captured at
+    once — the ledger's own two-phase transfer, so the entries, the burn-down order and the
+    overage allowance are those of a job. InsufficientCredits when available credits plus the
+    overage allowance don't cover it. Idempotent on `key` (a replay returns the captured hold,
+    moving nothing). No quota applies (the usage already happened). Joins the caller's
+    transaction (the batch of events), after `account_lock`."""
+    hold = ledger.hold_create(
+        account=account, amount=amount, key=key, api_key=api_key, metadata=metadata, now=now
+    )
+    return ledger.hold_capture(hold=hold, now=now)

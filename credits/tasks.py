@@ -107,3 +107,25 @@ def billing_downgrade_past_due() -> int:
     if count:
         logger.info("downgraded %d past-due subscription(s) to free", count)
     return count
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def credits_trials_end_due() -> int:
+    """Free trials past their end return the organization to the free plan."""
+    from credits.trials import services as trials
+
+    count = trials.trials_end_due()
+    if count:
+        logger.info("ended %d free trial(s)", count)
+    return count
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def credits_velocity_watch() -> int:
+    """Pause paid generation of organizations spending far above their usual rate."""
+    from credits.velocity import services as velocity
+
+    paused = velocity.velocity_watch()
+    if paused:
+        logger.warning("velocity pause for %d organization(s): %s", len(paused), paused)
+    return len(paused)

@@ -17,7 +17,6 @@ from decimal import Decimal
 import jsonschema
 from django import forms
 from django.contrib import admin, messages
-from django.contrib.admin.widgets import AdminSplitDateTime
 from django.http import HttpResponseRedirect
 from django.urls import reverse
 from django.utils import timezone
@@ -26,57 +25,12 @@ from django.utils.html import format_html
 from accounts.services import audit_record
 from config.errors import ServiceError
 from config.web.admin import ReadOnlyMixin
-from credits.money import CREDIT_PLACES, parse_credits
+from credits.money import CREDIT_PLACES
 from generations import selectors, services, stages
 from generations.models import AIModel, CreditRate, Job, JobEvent, JobStatus, PricingPolicy
+from generations.rates_admin import CONFIRM_HELP, _clean_price, _confirm_large_change
 
 # --- Models and prices --------------------------------------------------------------------------
-
-
-def _clean_price(value):
-    """The service's own parsing of a credit amount, as a form error."""
-    if value in (None, ""):
-        return None
-    try:
-        return parse_credits(value, field="credits")
-    except ServiceError as exc:
-        raise forms.ValidationError(exc.detail) from None
-
-
-LARGE_CHANGE_FACTOR = Decimal(10)  # a new price this many times higher or lower asks to confirm
-
-
-def _large_change(current: Decimal | None, new: Decimal | None) -> bool:
-    """The new price is more than 10× the current one, or less than a tenth of it (a slipped
-    decimal point: 5 → 50 or 5 → 0.5)."""
-    if current is None or new is None or current <= 0 or new <= 0:
-        return False
-    return new > current * LARGE_CHANGE_FACTOR or new * LARGE_CHANGE_FACTOR < current
-
-
-def _confirm_large_change(form: forms.Form, *, model: AIModel | None, price, when=None) -> None:
-    """Refuse a change of more than 10× unless its confirmation box is ticked (the form comes
-    back with the box and the old and new prices, by the model's name)."""
-    if model is None or model.pk is None or price is None:
-        return
-    rate = selectors.rate_current(model=model, now=when)
-    current = rate.credits if rate is not None else None
-    if not _large_change(current, price) or form.cleaned_data.get("confirm_large_change"):
-        return
-    factor = price / current if price > current else current / price
-    direction = "higher" if price > current else "lower"
-    form.add_error(
-        "confirm_large_change",
-        f"{model.name}: {price.normalize():f} credits is {factor.quantize(Decimal('0.1')):f}× "
-        f"{direction} than the current {current.normalize():f}. Tick the box to confirm this "
-        "price, or correct it.",
-    )
-
-
-CONFIRM_HELP = (
-    "Needed when the new price is more than 10× the current one or less than a tenth of it "
-    "(a slipped decimal point is the usual cause)."
-)
 
 
 class AIModelAdminForm(forms.ModelForm):
@@ -164,7 +118,7 @@ class CreditRateInline(ReadOnlyMixin, admin.TabularInline):
     extra = 0
     max_num = 0
     can_delete = False
-    fields = ("credits", "effective_from", "set_by", "reason", "created_at")
+    fields = ("credits", "price_table", "effective_from", "set_by", "reason", "created_at")
     readonly_fields = fields
     ordering = ("-effective_from",)
     verbose_name = "price version"
@@ -272,83 +226,6 @@ class AIModelAdmin(admin.ModelAdmin):
             f"{obj.name} now costs {rate.credits.normalize():f} credits per generation.",
             messages.INFO,
         )
-
-
-class CreditRateAddForm(forms.ModelForm):
-    confirm_large_change = forms.BooleanField(
-        label="Yes, change the price by more than 10×", required=False, help_text=CONFIRM_HELP
-    )
-    effective_from = forms.SplitDateTimeField(
-        required=False,
-        widget=AdminSplitDateTime,
-        help_text="When the price starts; empty: now. Past dates are refused (history is "
-        "never rewritten).",
-    )
-
-    class Meta:
-        model = CreditRate
-        fields = ("model", "credits", "reason", "effective_from")
-
-    def clean_credits(self):
-        return _clean_price(self.cleaned_data.get("credits"))
-
-    def clean_effective_from(self):
-        value = self.cleaned_data.get("effective_from")
-        if value is not None and value < timezone.now():
-            raise forms.ValidationError("Must not be in the past.")
-        return value
-
-    def clean(self):
-        cleaned = super().clean()
-        if "credits" not in self.errors and "effective_from" not in self.errors:
-            _confirm_large_change(
-                self,
-                model=cleaned.get("model"),
-                price=cleaned.get("credits"),
-                when=cleaned.get("effective_from"),
-            )
-        return cleaned
-
-
-@admin.register(CreditRate)
-class CreditRateAdmin(admin.ModelAdmin):
-    """Price versions: read-only once created. Adding one goes through `services.rate_set`."""
-
-    form = CreditRateAddForm
-    list_display = ("model", "credits", "effective_from", "set_by", "reason", "created_at")
-    list_filter = ("model",)
-    search_fields = ("model__slug", "model__name", "reason", "set_by__email")
-    list_select_related = ("model", "set_by")
-    date_hierarchy = "effective_from"
-    ordering = ("model__slug", "-effective_from")
-    autocomplete_fields = ("model",)
-
-    def get_fields(self, request, obj=None):
-        if obj is None:
-            return ("model", "credits", "reason", "effective_from", "confirm_large_change")
-        return ("model", "credits", "effective_from", "set_by", "reason", "created_at")
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
-
-    def save_model(self, request, obj, form, change):
-        if change:  # unreachable: there is no change permission
-            raise PermissionError("Credit rates are never edited.")
-        rate = services.rate_set(
-            model=obj.model,
-            credits=form.cleaned_data["credits"],
-            reason=form.cleaned_data["reason"],
-            actor=request.user,
-            effective_from=form.cleaned_data.get("effective_from"),
-        )
-        # The admin logs and redirects with `obj`: make it the version just created.
-        obj.pk = rate.pk
-        obj.effective_from = rate.effective_from
-        obj.set_by = rate.set_by
-        obj.created_at = rate.created_at
 
 
 # --- Jobs ---------------------------------------------------------------------------------------
@@ -565,3 +442,10 @@ class PricingPolicyAdmin(admin.ModelAdmin):
             if before.get(name) != getattr(obj, name)
         }
         audit_record(action="pricing_policy.changed", actor=request.user, target=obj, data=diff)
+
+
+# Meters and usage events (generations.metering) register their own admin.
+from generations.metering import admin as metering_admin  # noqa: E402, F401
+
+# Enterprise contracts and price overrides (versioned, add-only) register their own admin.
+from generations.overrides import admin as overrides_admin  # noqa: E402, F401

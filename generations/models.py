@@ -102,7 +102,20 @@ class CreditRate(models.Model):
     version with who, when and why."""
 
     model = models.ForeignKey(AIModel, on_delete=models.CASCADE, related_name="rates")
-    credits = models.DecimalField(**CREDIT_DECIMALS, validators=[MinValueValidator(Decimal(0))])
+    credits = models.DecimalField(
+        **CREDIT_DECIMALS,
+        validators=[MinValueValidator(Decimal(0))],
+        help_text="The price of a generation; with a price table, its reference price (every "
+        "param at its default), computed from the table.",
+    )
+    price_table = models.JSONField(
+        null=True,
+        blank=True,
+        help_text="Optional price that follows the request (see docs/pricing.md): "
+        '{"base": "2", "per": [{"param": "duration_s", "credits": "1.5"}, '
+        '{"param": "width*height", "per_megapixel": "0.5"}, '
+        '{"param": "batch_size", "multiplier": true}], "min": "1"}.',
+    )
     effective_from = models.DateTimeField()
     set_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -157,6 +170,13 @@ class Job(models.Model):
     )
     credits_held = models.DecimalField(**CREDIT_DECIMALS, default=Decimal(0))
     credits_charged = models.DecimalField(**CREDIT_DECIMALS, null=True, blank=True)
+    actual_units = models.JSONField(
+        null=True,
+        blank=True,
+        help_text="The units the backend reported it really produced (e.g. the video's "
+        "duration), when its price follows the request: the charge is their price, at most "
+        "the hold.",
+    )
     hold = models.OneToOneField(
         CreditHold, null=True, blank=True, on_delete=models.PROTECT, related_name="job"
     )
@@ -316,3 +336,10 @@ class PricingPolicy(models.Model):
         """The policy row (created with the defaults the first time)."""
         policy, _ = cls.objects.get_or_create(pk=cls.SINGLETON_ID)
         return policy
+
+
+# Usage events (metering outside generation jobs) live in their own module of this app.
+from generations.metering.models import Meter, MeterRate, UsageEvent  # noqa: E402, F401
+
+# Per-organization price overrides (enterprise contracts) live in their own module.
+from generations.overrides.models import PriceOverride  # noqa: E402, F401

@@ -42,6 +42,7 @@ DEFAULT_DAYS = 30
 USD_Q = Decimal("0.000001")
 MARGIN_Q = Decimal("0.000001")
 REASON_MAX = 255
+UNIT_RATE_Q = Decimal("0.000001")
 
 
 # --- The formula ---------------------------------------------------------------------------------
@@ -108,6 +109,22 @@ class PriceSuggestion:
     suggested_credits: Decimal | None
     credit_value_usd: Decimal
     target_margin: Decimal
+    # Priced per unit (a price table): the cost unit and its fully loaded cost in the period.
+    unit: str | None = None
+    cost_per_unit_usd: Decimal | None = None
+
+    @property
+    def suggested_credits_per_unit(self) -> Decimal | None:
+        """The policy's price per unit (for the price table's rate of its cost unit): cost per
+        unit / (1 − margin) / credit value, rounded up to 6 places (a table's rate precision)."""
+        if self.cost_per_unit_usd is None:
+            return None
+        raw = (
+            Fraction(self.cost_per_unit_usd)
+            / (1 - Fraction(self.target_margin))
+            / Fraction(self.credit_value_usd)
+        )
+        return Decimal(math.ceil(raw / Fraction(UNIT_RATE_Q))) * UNIT_RATE_Q
 
     @property
     def current_credits(self) -> Decimal | None:
@@ -169,13 +186,24 @@ class PriceSuggestion:
 
     @property
     def applicable(self) -> bool:
-        return self.ai_model is not None and self.differs
+        """A flat price to apply (a model priced per unit changes its table instead)."""
+        per_unit = self.unit is not None or bool(
+            self.current_rate is not None and self.current_rate.price_table
+        )
+        return self.ai_model is not None and self.differs and not per_unit
 
     def as_dict(self) -> dict[str, Any]:
         def s(value):
             return None if value is None else f"{value:f}"
 
-        return {
+        per_unit = {}
+        if self.unit is not None:
+            per_unit = {
+                "unit": self.unit,
+                "cost_per_unit_usd": s(self.cost_per_unit_usd),
+                "suggested_credits_per_unit": s(self.suggested_credits_per_unit),
+            }
+        return per_unit | {
             "model": self.model,
             "name": self.name,
             "pool": self.pool,
@@ -287,6 +315,8 @@ def prices_suggest(
                 suggested_credits=suggested_credits(cost, policy),
                 credit_value_usd=policy.credit_value_usd,
                 target_margin=policy.target_margin,
+                unit=costs.get("unit"),
+                cost_per_unit_usd=_dec(costs.get("cost_per_unit_usd")),
             )
         )
     rows.sort(key=lambda r: (not r.is_active, r.model))
@@ -361,6 +391,12 @@ def price_apply(
             f"The suggested price of {model.slug} is now {row.suggested_credits.normalize():f} "
             f"credits, not {expected.normalize():f}: review it and apply again.",
             errors={"expected": ["The suggestion changed."]},
+        )
+    if row.unit is not None or (row.current_rate is not None and row.current_rate.price_table):
+        raise ValidationError(
+            f"The price of {model.slug} follows the request (a price table): set its table "
+            "from the suggested price per unit instead.",
+            errors={"model": ["Priced per unit: edit its price table."]},
         )
     reason = (reason or "").strip() or default_reason(row, suggestions)
     with transaction.atomic():

@@ -74,6 +74,18 @@ def rate_current(*, model: AIModel, now: datetime | None = None) -> CreditRate |
     return model.rates.filter(effective_from__lte=now).order_by("-effective_from").first()
 
 
+def rate_current_for_slug(*, model_slug: str, now: datetime) -> CreditRate | None:
+    """The price in force at `now` of the active model `model_slug` (what `rate_current`
+    gives), with its model and pool loaded: the submission's lookup, one query. None when
+    there is no such model or it has no price yet."""
+    return (
+        CreditRate.objects.select_related("model__pool")
+        .filter(model__slug=model_slug, model__is_active=True, effective_from__lte=now)
+        .order_by("-effective_from")
+        .first()
+    )
+
+
 @dataclass(frozen=True)
 class CatalogEntry:
     """An active model as customers see it: its current price and effective params schema."""
@@ -148,3 +160,54 @@ def queue_signals(
         pool_id: QueueSignals(depth_by_tier=depth[pool_id], oldest_wait_s_by_tier=wait[pool_id])
         for pool_id in depth
     }
+
+
+def units_by_model(
+    *, slugs: set[str], start_at: datetime, end_at: datetime
+) -> dict[str, tuple[str, Decimal]]:
+    """For the unit-cost report (registered as infra_costs' units provider): each model priced
+    by a price table → (its unit, the units its succeeded, uncached jobs finished in
+    [start_at, end_at) produced), from each job's params with the actual units the backend
+    reported, under the version pinned on the job. Models with flat prices are absent."""
+    from generations.price_tables import rate_price
+
+    rates = {
+        r.pk: r
+        for r in CreditRate.objects.filter(model__slug__in=slugs, price_table__isnull=False)
+        .exclude(price_table={})
+        .select_related("model")
+    }
+    if not rates:
+        return {}
+    jobs = Job.objects.filter(
+        rate_id__in=list(rates),
+        status=JobStatus.SUCCEEDED,
+        cached=False,
+        finished_at__gte=start_at,
+        finished_at__lt=end_at,
+    ).values_list("rate_id", "params", "actual_units")
+    out: dict[str, tuple[str, Decimal]] = {}
+    for rate_id, params, actual in jobs.iterator(chunk_size=2000):
+        rate = rates[rate_id]
+        try:
+            price = rate_price(rate, {**(params or {}), **(actual or {})})
+        except ValidationError:  # params a later schema change made unpriceable
+            continue
+        if price.unit is None or price.units is None:
+            continue
+        unit, total = out.get(rate.model.slug, (price.unit, Decimal(0)))
+        out[rate.model.slug] = (unit, total + price.units)
+    return out
+
+
+def models_priced_by_params(*, model_ids: list[int], now: datetime | None = None) -> set[int]:
+    """Of `model_ids`, the models whose price in force carries a price table (the price follows
+    the params: the catalog shows its reference price as "from"). One query."""
+    now = now or timezone.now()
+    rates = (
+        CreditRate.objects.filter(model_id__in=model_ids, effective_from__lte=now)
+        .order_by("model_id", "-effective_from")
+        .distinct("model_id")
+        .values_list("model_id", "price_table")
+    )
+    return {model_id for model_id, table in rates if table}

@@ -2,6 +2,7 @@
 
 from celery import shared_task
 
+from config import logs
 from generations import services
 
 
@@ -17,6 +18,7 @@ from generations import services
 def run_generation(job_id: str) -> str:
     from celery import current_task
 
+    logs.task_context_bind(job_id=job_id)  # on this task's log lines (config/logs.py)
     worker = getattr(current_task.request, "hostname", "") or ""
     return services.generation_run(job_id=job_id, worker=worker)
 

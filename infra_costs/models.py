@@ -456,3 +456,77 @@ class NodeEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.node} {self.state}{'/' + self.transition if self.transition else ''}"
+
+
+# --- Per-hour aggregates of the unit-cost report (infra_costs.allocation.hourly) ---------------
+# Exact figures of spec §3 per UTC hour, recomputed set-based from the tables above for the
+# hours a trigger marked dirty (any write to GpuRun or UptimeInterval marks the hours it
+# touches: migration 0006). Seconds are integer microseconds (exact). Plain ids, no FKs: these
+# rows are derived data, rebuilt from the source tables at any time.
+
+
+class CostHourUptime(models.Model):
+    """Uptime of a pool in one hour, per rate kind (per node the union of its intervals)."""
+
+    pk = models.CompositePrimaryKey("hour", "pool_id", "kind")
+    hour = models.DateTimeField()
+    pool_id = models.BigIntegerField()
+    kind = models.CharField(max_length=16)
+    up_us = models.BigIntegerField()
+
+    def __str__(self) -> str:
+        return f"{self.hour:%Y-%m-%d %H}h pool {self.pool_id} {self.kind}"
+
+
+class CostHourNode(models.Model):
+    """Per node and hour: |union of its terminal runs ∩ its uptime| (busy), |union of its runs|
+    and the latest finish of the runs that overlap the hour (a report whose period ends
+    before it recomputes the hour: those runs are not of the period)."""
+
+    pk = models.CompositePrimaryKey("hour", "node_id")
+    hour = models.DateTimeField()
+    node_id = models.BigIntegerField()
+    pool_id = models.BigIntegerField()
+    busy_us = models.BigIntegerField()
+    runs_us = models.BigIntegerField()
+    max_finish = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.hour:%Y-%m-%d %H}h node {self.node_id}"
+
+
+class CostHourModel(models.Model):
+    """Per model, pool and hour: succeeded seconds inside the hour (the weight) and the runs
+    that finished in the hour, per final status."""
+
+    pk = models.CompositePrimaryKey("hour", "pool_id", "model_slug")
+    hour = models.DateTimeField()
+    pool_id = models.BigIntegerField()
+    model_slug = models.CharField(max_length=100)
+    weight_us = models.BigIntegerField()
+    n_succeeded = models.IntegerField()
+    n_failed = models.IntegerField()
+    n_cancelled = models.IntegerField()
+
+    def __str__(self) -> str:
+        return f"{self.hour:%Y-%m-%d %H}h pool {self.pool_id} {self.model_slug}"
+
+
+class CostHourDirty(models.Model):
+    """An hour whose aggregates are stale (written by triggers; cleared by the refresh)."""
+
+    hour = models.DateTimeField(primary_key=True)
+
+    def __str__(self) -> str:
+        return f"{self.hour:%Y-%m-%d %H}h"
+
+
+class CostRunSpan(models.Model):
+    """One row: an upper bound of any terminal run's length (written by the trigger), so that
+    the runs overlapping an hour are found by an index range on their finish."""
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=1)
+    max_us = models.BigIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"runs ≤ {self.max_us} µs"

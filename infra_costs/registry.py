@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 
 ExternalCostsProvider = Callable[[set[str]], Mapping[str, Decimal]]
@@ -110,3 +111,38 @@ def stage_costs_for(model_slugs: Iterable[str]) -> dict[str, list[Stage]]:
                 raise ValueError(f"Stage {stage.name!r} of {slug!r} has a negative amount")
         out[slug] = stages
     return out
+
+
+# --- Units per model (prices that follow the request) ---------------------------------------------
+#
+# A model priced per unit (per second of video, per megapixel: a price table in the generations
+# app) has a cost per unit besides its cost per generation. infra_costs does not know params or
+# prices: the generations app registers a provider that, for the model slugs of a report and its
+# period, returns each priced-by-params model's unit name and the units its succeeded
+# generations of the period produced:
+#
+#     set_units_provider(lambda slugs, start_at, end_at: {"clip": ("second", Decimal(120))})
+
+UnitsProvider = Callable[[set[str], datetime, datetime], Mapping[str, tuple[str, Decimal]]]
+
+_units_provider: UnitsProvider | None = None
+
+
+def set_units_provider(fn: UnitsProvider | None) -> None:
+    """Register (or with None, remove) the provider of units per model."""
+    global _units_provider
+    _units_provider = fn
+
+
+def units_for(
+    model_slugs: Iterable[str], start_at: datetime, end_at: datetime
+) -> dict[str, tuple[str, Decimal]]:
+    """{slug: (unit, units)} for the slugs priced per unit (others are absent)."""
+    slugs = set(model_slugs)
+    if _units_provider is None or not slugs:
+        return {}
+    return {
+        slug: (str(unit), Decimal(units))
+        for slug, (unit, units) in _units_provider(slugs, start_at, end_at).items()
+        if slug in slugs
+    }

@@ -22,6 +22,7 @@ from typing import Any, TextIO
 from django.db import transaction
 
 from accounts.services import audit_record
+from infra_costs.allocation import hourly
 from infra_costs.imports.jobs import JOB_COLUMNS, copy_jobs
 from infra_costs.imports.pools import POOL_COLUMNS, write_pools
 from infra_costs.imports.results import ImportResult
@@ -82,6 +83,7 @@ def _uptime_import(
 ) -> ImportResult:
     with transaction.atomic(durable=True):
         copy_uptime(rows, result, skip_invalid=skip_invalid, progress=progress)
+        hourly.refresh()
     return result
 
 
@@ -106,6 +108,8 @@ def _jobs_import(
 ) -> ImportResult:
     with transaction.atomic(durable=True):
         copy_jobs(rows, result, skip_invalid=skip_invalid, progress=progress)
+        # The unit-cost report's per-hour aggregates of the hours the import touched.
+        hourly.refresh()
         if result.model_slugs:
             # generations creates the models it does not know yet, in this transaction.
             runs_imported.send(sender=GpuRun, model_slugs=set(result.model_slugs))
@@ -119,6 +123,14 @@ CSV_IMPORTS: dict[str, CsvImport] = {
     "uptime": uptime_import_csv,
     "jobs": jobs_import_csv,
 }
+
+
+def cost_aggregates_refresh() -> int:
+    """Recompute the unit-cost report's per-hour aggregates of the hours marked dirty since
+    (live runs, uptime recorded by the fleet, admin edits); returns how many. Reports are exact
+    without it (they recompute dirty hours on the fly); it keeps them fast."""
+    with transaction.atomic(durable=True):
+        return hourly.refresh()
 
 
 # --- Live GPU runs ------------------------------------------------------------------------------

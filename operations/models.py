@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
@@ -194,3 +195,31 @@ class Alert(models.Model):
     @property
     def is_open(self) -> bool:
         return self.state == AlertState.OPEN
+
+
+class StaffAPIToken(models.Model):
+    """A staff user's token for the staff API (exports, the unit-cost report) from scripts and
+    BI tools: `gpus_<8 hex prefix>_<secret>`, stored as a SHA-256 digest like organization API
+    keys (`accounts.keys`). Shown once at creation; authenticates as its user, never as an
+    organization (`operations.api.authentication.StaffTokenAuthentication`)."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="staff_api_tokens"
+    )
+    name = models.CharField(max_length=100)
+    prefix = models.CharField(max_length=16, unique=True, editable=False)
+    hashed_key = models.CharField(max_length=64, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = "staff API token"
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None

@@ -1,14 +1,19 @@
 """Margins per organization, per plan and per model over a period `[start, end)` (reads only).
 
 Per organization:
-* **revenue** = credits captured in the period (ledger `capture` entries dated in it) × the
-  credit's USD value (`PricingPolicy.credit_value_usd`) + **subscription revenue**: no payment
+* **revenue** = what was paid for the credits captured in the period (ledger `capture`
+  entries dated in it), traced to the grants their holds drew from (`EntryAllocation`, net of
+  what a partial capture gave back): credits of a purchased pack are worth what the pack cost
+  per credit, and the overage part (drawn from no grant) the overage price in force (the
+  contract's, else the plan's); credits of the plan's own grant are paid by the subscription,
+  and promo, trial, referral, adjustment and refund credits were given, not sold — those bring
+  no credit revenue. Plus **subscription revenue**: no payment
   of a subscription is stored, only its plan, so the plan's monthly price is prorated over the
   period calendar month by calendar month (days of the period in a month / days of that month;
   a whole month is exactly the monthly price) for subscriptions that pay (`active`,
   `past_due`; `trialing` and `canceled` pay nothing). The plan is the current one (no plan
-  history is stored), assumed in force for the whole period. Credit packs are not added: the
-  credits they bought count when they are spent (captured), never twice.
+  history is stored), assumed in force for the whole period. A pack's price counts when its
+  credits are spent (captured), never at purchase, so nothing counts twice.
 * **cost** = the fully loaded GPU cost of its generations — spec §3's allocation computed per
   organization instead of per model (`infra_costs.allocation.grouped`): each GPU run of the
   period whose `external_id` is a job id (`<job id>` or `<job id>#<attempt>`) belongs to that
@@ -40,7 +45,16 @@ from django.db.models import Sum
 
 from accounts.models import Organization, SubscriptionStatus
 from config.web.formats import MINUS, format_percent, format_usd
-from credits.models import EntryKind, LedgerEntry
+from credits.billing.models import Purchase
+from credits.models import (
+    CreditAccount,
+    CreditGrant,
+    EntryAllocation,
+    EntryKind,
+    GrantSource,
+    LedgerEntry,
+)
+from credits.services import overage_price_for
 from generations.models import AIModel, Job, PricingPolicy
 from generations.selectors import rate_current
 from infra_costs.allocation import unit_cost_report
@@ -230,6 +244,50 @@ def _captured_credits(period: Period) -> dict[int, Decimal]:
     return {r["account__organization_id"]: r["total"] for r in rows}
 
 
+# Per organization and grant: the credits the period's captures took from it (their holds'
+# draws net of what a partial capture gave back), with the pack price of a purchased grant.
+# The grant is NULL for the overage (unfunded) part.
+_CAPTURED_BY_GRANT_SQL = f"""
+WITH cap AS (
+    SELECT hold_id FROM {LedgerEntry._meta.db_table}
+    WHERE kind = 'capture' AND created_at >= %s AND created_at < %s
+),
+drawn AS (
+    SELECT en.account_id, al.grant_id, -SUM(al.amount) AS credits
+    FROM cap
+    JOIN {LedgerEntry._meta.db_table} en ON en.hold_id = cap.hold_id
+         AND en.kind IN ('hold', 'release')
+    JOIN {EntryAllocation._meta.db_table} al ON al.entry_id = en.id
+    GROUP BY en.account_id, al.grant_id
+)
+SELECT acc.organization_id, g.source, p.amount_usd, p.credits, d.credits
+FROM drawn d
+JOIN {CreditAccount._meta.db_table} acc ON acc.id = d.account_id
+LEFT JOIN {CreditGrant._meta.db_table} g ON g.id = d.grant_id
+LEFT JOIN {Purchase._meta.db_table} p ON p.grant_id = d.grant_id
+WHERE d.credits <> 0
+"""
+
+
+def _paid_credit_revenue(period: Period, plans: dict[int, object]) -> dict[int, Decimal]:
+    """USD paid for the credits captured in the period, per organization (module docstring):
+    purchased credits at their pack's price per credit, overage at the overage price in force
+    at the period's end; plan, promo, trial, referral, adjustment and refund credits at 0."""
+    revenue: dict[int, Decimal] = defaultdict(Decimal)
+    with connection.cursor() as cursor:
+        cursor.execute(_CAPTURED_BY_GRANT_SQL, [period.start_at, period.end_at])
+        rows = cursor.fetchall()
+    for org_id, source, pack_usd, pack_credits, credits in rows:
+        if source is None:  # the overage part
+            plan = plans.get(org_id)
+            if plan is not None:
+                price = overage_price_for(plan, organization_id=org_id, at=period.end_at)
+                revenue[org_id] += credits * price
+        elif source == GrantSource.PURCHASE and pack_credits:
+            revenue[org_id] += credits * pack_usd / pack_credits
+    return revenue
+
+
 # --- The report -----------------------------------------------------------------------------
 
 
@@ -260,6 +318,9 @@ def margins_report(start: date, end: date, *, timezone: str = "UTC") -> MarginRe
         org_ids |= set(paying)
         orgs = Organization.objects.filter(id__in=org_ids).select_related("subscription__plan")
 
+        orgs = list(orgs)
+        plans = {org.id: org.subscription.plan for org in orgs if hasattr(org, "subscription")}
+        paid = _paid_credit_revenue(period, plans)
         report = MarginReport(period=period, credit_value_usd=credit_value)
         for org in orgs:
             sub = getattr(org, "subscription", None)
@@ -272,7 +333,7 @@ def margins_report(start: date, end: date, *, timezone: str = "UTC") -> MarginRe
                 plan=plan.slug if plan is not None else NO_PLAN,
                 generations=group.generations if group else 0,
                 credits_captured=credits,
-                credit_revenue=credits * credit_value,
+                credit_revenue=paid.get(org.id, ZERO),
                 subscription_revenue=(
                     plan.monthly_price_usd * months
                     if plan is not None and sub.status in PAYING_STATUSES

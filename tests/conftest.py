@@ -18,8 +18,8 @@ def api_client():
 
 @pytest.fixture(autouse=True)
 def _ledger_invariants(request):
-    """After every test that uses the database, the credits ledger must be exactly consistent
-    (the same checks as `manage.py check_ledger`)."""
+    """After every test that uses the database, the credits ledger and the budgets must be
+    exactly consistent (the same checks as `manage.py check_ledger`)."""
     marker = request.node.get_closest_marker("django_db")
     uses_db = marker is not None or {"db", "transactional_db"} & set(request.fixturenames)
     if not uses_db:
@@ -32,7 +32,11 @@ def _ledger_invariants(request):
     yield
     if request.node.get_closest_marker("ledger_drift_expected"):
         return
+    from credits.budgets.selectors import budgets_reconcile
     from credits.selectors import ledger_drift
 
     drifts = ledger_drift()
     assert not drifts, "ledger drift after test:\n" + "\n".join(map(str, drifts))
+    # Budgets agree with their holds' reservations (credits.budgets).
+    mismatches = budgets_reconcile()
+    assert not mismatches, "budget drift after test:\n" + "\n".join(map(str, mismatches))

@@ -7,7 +7,35 @@ from rest_framework import serializers
 from accounts.models import APIKey, Organization, Plan, Subscription
 
 
+class EntitlementsSerializer(serializers.ModelSerializer):
+    """What the plan includes, checked at acceptance (docs/pricing.md, "Entitlements"); a
+    null limit means no limit."""
+
+    priority = serializers.CharField(source="queue_priority", help_text="Queue priority.")
+
+    class Meta:
+        model = Plan
+        fields = [
+            "api_access",
+            "models_allowed",
+            "max_megapixels",
+            "max_duration_s",
+            "max_batch_size",
+            "watermark",
+            "priority",
+        ]
+        read_only_fields = fields
+        extra_kwargs = {
+            "models_allowed": {"help_text": "Model slugs the plan may run; null means all."},
+            "max_megapixels": {"help_text": "Largest width × height in megapixels; null: none."},
+            "max_duration_s": {"help_text": "Longest duration in seconds; null: no limit."},
+            "max_batch_size": {"help_text": "Most images per request; null: no limit."},
+        }
+
+
 class PlanSerializer(serializers.ModelSerializer):
+    entitlements = EntitlementsSerializer(source="*", read_only=True)
+
     class Meta:
         model = Plan
         fields = [
@@ -23,6 +51,7 @@ class PlanSerializer(serializers.ModelSerializer):
             "api_rate_limit_per_min",
             "queue_priority",
             "api_access",
+            "entitlements",
         ]
         read_only_fields = fields
         extra_kwargs = {

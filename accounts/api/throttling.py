@@ -6,12 +6,15 @@ project's Redis window counter, `config.api.throttling.hit`.
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from django.conf import settings
+from django.utils import timezone
 from rest_framework.throttling import BaseThrottle
 
 from accounts.api.permissions import request_api_key
 from config.api.throttling import hit
-from config.errors import RateLimited
+from config.errors import RateLimited, limit_details
 
 
 def plan_rate_limit(organization) -> int | None:
@@ -37,6 +40,11 @@ class APIKeyRateThrottle(BaseThrottle):
             raise RateLimited(
                 f"Rate limit of {limit} requests per minute exceeded. Retry in {reset} s.",
                 headers={"Retry-After": str(reset)},
-                limit=limit,
+                **limit_details(
+                    name="rate_limit",
+                    value=limit,
+                    used=limit,
+                    resets_at=timezone.now() + timedelta(seconds=reset),
+                ),
             )
         return True

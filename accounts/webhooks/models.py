@@ -22,6 +22,7 @@ class EventType(models.TextChoices):
     CREDITS_GRANTED = "credits.granted", "Credits were granted"
     INVOICE_PAID = "invoice.paid", "An invoice was paid"
     OVERAGE_INVOICED = "overage.invoiced", "Overage was invoiced"
+    BUDGET_THRESHOLD = "budget.threshold", "A budget reached its alert threshold"
     ALERT_OPENED = "alert.opened", "An operations alert opened (staff endpoints)"
     TEST = "webhook.test", "A test event"
 
@@ -34,6 +35,7 @@ ORGANIZATION_EVENT_TYPES = [
     EventType.CREDITS_GRANTED,
     EventType.INVOICE_PAID,
     EventType.OVERAGE_INVOICED,
+    EventType.BUDGET_THRESHOLD,
 ]
 STAFF_EVENT_TYPES = [EventType.ALERT_OPENED]
 

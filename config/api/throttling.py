@@ -1,7 +1,7 @@
 """A rate-limit counter in Redis (the cache), shared by every web process — and what limits
 when Redis is away.
 
-A fixed one-minute window: `SET key 0 EX 60 NX` then `INCR` (both atomic in Redis), so any
+A fixed one-minute window: `SET key 0 EX 60 NX` then `INCR` (one MULTI/EXEC round trip), so any
 number of web processes share one count per bucket and minute. The API's per-key throttle
 (`accounts.api.throttling`) counts with `hit`; the login and sign-up limits count with
 `counter_incr` and fail open (`fail_open`).
@@ -28,6 +28,8 @@ from collections import OrderedDict
 
 from django.core.cache import cache
 from redis import RedisError
+
+from config.cache import cache_key, cache_redis
 
 logger = logging.getLogger(__name__)
 
@@ -63,8 +65,18 @@ def fail_open(default):
 
 def counter_incr(key: str, *, timeout: int) -> int:
     """Add one to the cache counter `key`, created with `timeout` seconds to live on first use
-    (`SET NX` then `INCR`, both atomic in Redis). The one counter every limiter here uses."""
-    cache.add(key, 0, timeout=timeout)
+    (`SET NX EX` then `INCR`, both atomic in Redis). The one counter every limiter here uses.
+
+    On Redis the two commands go in one pipeline (MULTI/EXEC): one round trip per count. The
+    value is a plain integer, as Django's RedisCache stores ints, so `cache.get` reads it."""
+    client = cache_redis()
+    if client is not None:
+        name = cache_key(key)
+        pipe = client.pipeline(transaction=True)
+        pipe.set(name, 0, ex=timeout, nx=True)
+        pipe.incr(name)
+        return int(pipe.execute()[1])
+    cache.add(key, 0, timeout=timeout)  # another cache backend (local development)
     try:
         return cache.incr(key)
     except ValueError:  # expired between add and incr

@@ -9,6 +9,8 @@ import environ
 from django.core.exceptions import ImproperlyConfigured
 from kombu import Queue
 
+from config.logs import logging_config
+
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 VAR_DIR = BASE_DIR / "var"
 
@@ -47,6 +49,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: every response (redirects and errors too) carries X-Request-ID and is logged.
+    "config.logs.RequestLogMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -203,6 +207,8 @@ if env("EMAIL_URL", default=""):
 # --- REST API ---------------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
+        # Staff API tokens (`Bearer gpus_…`) first; any other Bearer value is an API key.
+        "operations.api.authentication.StaffTokenAuthentication",
         "accounts.api.authentication.APIKeyAuthentication",
         "accounts.api.authentication.SessionAuthentication",
     ],
@@ -242,6 +248,10 @@ SPECTACULAR_SETTINGS = {
 API_SESSION_RATE_LIMIT_PER_MIN = env.int("API_SESSION_RATE_LIMIT_PER_MIN", default=600)
 # How often an API key's last_used_at is written (seconds), so a busy key is not a write per call.
 API_KEY_LAST_USED_RESOLUTION_S = env.int("API_KEY_LAST_USED_RESOLUTION_S", default=60)
+# How long an API key with its organization and plan is cached (seconds; 0 turns it off).
+# Revoking a key or saving a plan, subscription or organization invalidates at once
+# (accounts/keycache.py); the TTL only bounds an invalidation lost while Redis was away.
+API_KEY_CACHE_S = env.int("API_KEY_CACHE_S", default=30)
 
 
 # --- Celery -----------------------------------------------------------------------------------
@@ -257,6 +267,15 @@ def _broker_from_redis(url: str) -> str:
 
 CELERY_BROKER_URL = env(
     "CELERY_BROKER_URL", default=_broker_from_redis(REDIS_URL) or "redis://127.0.0.1:6379/0"
+)
+# kombu's Redis transport with the fix that keeps a worker consuming after Redis restarts
+# (config/celery_transport.py, docs/reliability.md). Plain redis:// only: a `redis+socket://`
+# URL names its transport itself (kombu's, unfixed; `make run`'s embedded Redis).
+CELERY_BROKER_TRANSPORT = env(
+    "CELERY_BROKER_TRANSPORT",
+    default=(
+        "config.celery_transport:Transport" if CELERY_BROKER_URL.startswith("redis://") else None
+    ),
 )
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     # Must exceed the longest job, or Redis redelivers a task that is still running.
@@ -332,6 +351,10 @@ STRIPE_PORTAL_RETURN_URL = env(
 # A subscription whose payment failed stays on its plan (past due, banner in the UI) this many
 # days, then falls back to the free plan.
 BILLING_PAST_DUE_GRACE_DAYS = env.int("BILLING_PAST_DUE_GRACE_DAYS", default=7)
+# Referrals (credits.trials.referrals): credits to each side, and paid referrals per referrer
+# per calendar month (past it a sign-up still succeeds, without referral credits).
+REFERRAL_CREDITS = env.int("REFERRAL_CREDITS", default=100)
+REFERRALS_PER_MONTH = env.int("REFERRALS_PER_MONTH", default=10)
 # Overage invoices of customers without a saved card are emailed by Stripe, due in N days.
 BILLING_OVERAGE_DAYS_UNTIL_DUE = env.int("BILLING_OVERAGE_DAYS_UNTIL_DUE", default=14)
 # Purchased credits never expire unless this is > 0 (days after the purchase).
@@ -360,6 +383,16 @@ CELERY_BEAT_SCHEDULE.update(
             "schedule": 60.0,
             "options": {"expires": 55},
         },
+        "credits-velocity-watch": {
+            "task": "credits.tasks.credits_velocity_watch",
+            "schedule": 60.0,
+            "options": {"expires": 55},
+        },
+        "credits-trials-end-due": {
+            "task": "credits.tasks.credits_trials_end_due",
+            "schedule": 300.0,
+            "options": {"expires": 290},
+        },
         "billing-downgrade-past-due": {
             "task": "credits.tasks.billing_downgrade_past_due",
             "schedule": 3600.0,
@@ -373,14 +406,14 @@ CELERY_BEAT_SCHEDULE.update(
     }
 )
 
-# --- Logging ----------------------------------------------------------------------------------
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
-}
+# --- Logs and traces (config/logs.py, config/tracing.py; docs/operations.md) -----------------
+# One line per record on stderr, with request_id, organization, job_id and task_id where known:
+# LOG_FORMAT=json (one JSON object a line; production's default) or text (dev and tests).
+LOG_LEVEL = env("LOG_LEVEL", default="INFO")
+LOG_FORMAT = env("LOG_FORMAT", default="text")
+LOGGING = logging_config(fmt=LOG_FORMAT, level=LOG_LEVEL)
+# OpenTelemetry tracing (the `[otel]` extra) of requests, tasks and queries; OTEL_* as usual.
+OTEL_ENABLED = env.bool("OTEL_ENABLED", default=False)
 
 # --- Credits ----------------------------------------------------------------------------------
 # A hold not captured or released within this time is released by the stale-holds beat task.
@@ -438,6 +471,13 @@ GENERATIONS_POOLS = env.list("GENERATIONS_POOLS", default=["a100", "l4"])
 # queues of pools created later in the database, see config/celery_app.py).
 CELERY_TASK_DEFAULT_QUEUE = "celery"
 CELERY_TASK_QUEUES = [Queue("celery")] + [Queue(f"gpu.{pool}") for pool in GENERATIONS_POOLS]
+# The unit-cost report's per-hour aggregates of hours dirtied by live runs (infra_costs.tasks).
+COST_AGGREGATES_REFRESH_S = env.float("COST_AGGREGATES_REFRESH_S", default=300.0)
+CELERY_BEAT_SCHEDULE["infra-costs-refresh-aggregates"] = {
+    "task": "infra_costs.tasks.refresh_cost_aggregates",
+    "schedule": COST_AGGREGATES_REFRESH_S,
+    "options": {"expires": max(1.0, COST_AGGREGATES_REFRESH_S - 10)},
+}
 CELERY_BEAT_SCHEDULE["generations-reap"] = {
     "task": "generations.tasks.reap_jobs",
     "schedule": 30.0,

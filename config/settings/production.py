@@ -17,8 +17,9 @@ must come from the environment.
   all its subdomains, so security.W021 is silenced while `SECURE_HSTS_PRELOAD` is false.
 """
 
+from config.logs import logging_config
 from config.settings.base import *  # noqa: F403
-from config.settings.base import env
+from config.settings.base import LOG_LEVEL, env
 
 SECRET_KEY = env("SECRET_KEY")
 SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=True)
@@ -42,3 +43,6 @@ STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
 }
+# JSON log lines unless LOG_FORMAT says otherwise (docs/operations.md, "Logs and traces").
+LOG_FORMAT = env("LOG_FORMAT", default="json")
+LOGGING = logging_config(fmt=LOG_FORMAT, level=LOG_LEVEL)

@@ -15,6 +15,7 @@ from rest_framework import serializers
 
 from config import dates
 from config.api.serializers import QuerySerializer
+from credits.budgets.api import BudgetSerializer
 from credits.models import CreditGrant, EntryKind, LedgerEntry
 
 CREDITS = {"max_digits": 18, "decimal_places": 3}
@@ -230,6 +231,11 @@ class QuotaSerializer(serializers.Serializer):
 class QuotasSerializer(serializers.Serializer):
     plan = serializers.CharField(read_only=True, help_text="The organization's plan (slug).")
     quotas = QuotaSerializer(many=True, read_only=True)
+    budgets = BudgetSerializer(
+        many=True,
+        read_only=True,
+        help_text="The budgets the caller's submissions reserve on, with their use.",
+    )
 
 
 # --- Usage --------------------------------------------------------------------------------------

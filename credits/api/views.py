@@ -14,6 +14,7 @@ from rest_framework.generics import ListAPIView
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.api.permissions import request_api_key
 from accounts.models import Subscription
 from accounts.tenancy import tenant_scoped
 from config.api.schema import AUTH_ERRORS, problem_responses
@@ -28,8 +29,22 @@ from credits.api.serializers import (
     UsageQuerySerializer,
     UsageSerializer,
 )
+from credits.budgets import selectors as budget_selectors
+from credits.budgets.api import EXAMPLE as BUDGET_EXAMPLE
 
 TAGS = ["credits"]
+
+
+def _caller_budgets(request):
+    """The budgets that apply to the caller's submissions (the rule of `spend_authorize`)."""
+    key = request_api_key(request)
+    user = request.user if request.user is not None and request.user.is_authenticated else None
+    applicable = budget_selectors.budgets_applicable(
+        organization=request.organization,
+        user_id=key.created_by_id if key is not None else getattr(user, "pk", None),
+        api_key_id=key.pk if key is not None else None,
+    )
+    return budget_selectors.budgets_uses(budgets=applicable)
 
 
 def _plan_slug(organization) -> str:
@@ -99,7 +114,10 @@ class QuotasView(APIView):
         description=(
             "The plan's limits in the order a submission is checked (API access, rate limit "
             "per API key, daily generation cap, concurrent jobs, overage allowance), each "
-            "with its current use. A null `limit` means unlimited."
+            "with its current use. A null `limit` means unlimited. `budgets`: the budgets a "
+            "submission by the caller reserves on (the API key's, the member's — the key's "
+            "creator for a key — and the member's teams'), checked after the plan's quotas and "
+            "before credits; `limit` is the name a refusal carries (budget:<scope>:<id>)."
         ),
         responses={200: QuotasSerializer, **problem_responses(*AUTH_ERRORS)},
         examples=[
@@ -145,6 +163,7 @@ class QuotasView(APIView):
                             "resets_at": None,
                         },
                     ],
+                    "budgets": [BUDGET_EXAMPLE],
                 },
             )
         ],
@@ -163,7 +182,9 @@ class QuotasView(APIView):
             }
             for q in selectors.quota_status(organization=organization)
         ]
-        return Response(QuotasSerializer({"plan": plan, "quotas": quotas}).data)
+        body = QuotasSerializer({"plan": plan, "quotas": quotas}).data
+        body["budgets"] = [use.as_dict() for use in _caller_budgets(request)]
+        return Response(body)
 
 
 class UsageView(APIView):

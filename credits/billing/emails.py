@@ -27,6 +27,7 @@ logger = logging.getLogger(__name__)
 RECEIPT = "receipt"
 PAYMENT_FAILED = "payment_failed"
 AUTO_TOP_UP_FAILED = "auto_top_up_failed"
+AUTO_TOP_UP_CAPPED = "auto_top_up_capped"
 LOW_BALANCE = "low_balance"
 OVERAGE_INVOICE = "overage_invoice"
 SUBSCRIPTION_DOWNGRADED = "subscription_downgraded"

@@ -62,6 +62,31 @@ class AutoTopUpForm(forms.Form):
         error_messages={"invalid_choice": "Choose one of the packs on offer."},
     )
 
+    monthly_cap_credits = forms.DecimalField(
+        required=False,
+        label="At most this many credits a month",
+        help_text="Empty: no cap. When a purchase would pass it, auto top-up waits for next "
+        "month and the owners get one email.",
+        min_value=Decimal("0.001"),
+        max_value=MAX_CREDITS,
+        max_digits=18,
+        decimal_places=CREDIT_PLACES,
+        error_messages={
+            "invalid": "Enter a number of credits, e.g. 5000.",
+            "min_value": "Must be more than zero.",
+            "max_decimal_places": f"At most {CREDIT_PLACES} decimal places.",
+        },
+        widget=forms.TextInput(attrs={"inputmode": "decimal", "autocomplete": "off"}),
+    )
+    max_per_month = forms.IntegerField(
+        required=False,
+        label="At most this many purchases a month",
+        help_text="Empty: no limit.",
+        min_value=1,
+        max_value=1000,
+        error_messages={"invalid": "Enter a whole number, e.g. 10."},
+    )
+
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["pack"].queryset = billing_selectors.packs_for_sale()
@@ -88,6 +113,10 @@ def topup_form_initial(status) -> AutoTopUpForm:
             "enabled": config.enabled,
             "threshold_credits": _plain(config.threshold_credits),
             "pack": config.pack.slug,
+            "monthly_cap_credits": (
+                _plain(config.monthly_cap_credits) if config.monthly_cap_credits else ""
+            ),
+            "max_per_month": config.max_per_month,
         }
     else:
         first = billing_selectors.packs_for_sale().first()
@@ -95,6 +124,7 @@ def topup_form_initial(status) -> AutoTopUpForm:
             "enabled": False,
             "threshold_credits": _plain(DEFAULT_THRESHOLD),
             "pack": first.slug if first else None,
+            "max_per_month": 10,
         }
     return AutoTopUpForm(initial=initial)
 

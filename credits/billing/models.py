@@ -257,6 +257,25 @@ class AutoTopUp(models.Model):
     failure_reason = models.CharField(
         max_length=500, blank=True, help_text="Why it was disabled (a declined charge…)."
     )
+    # Safety rails (issue 15): per calendar month (UTC), counting pending and paid top-ups.
+    monthly_cap_credits = models.DecimalField(
+        **CREDIT_DECIMALS,
+        null=True,
+        blank=True,
+        help_text="At most this many credits bought automatically per month (empty: no cap).",
+    )
+    max_per_month = models.PositiveSmallIntegerField(
+        null=True,
+        blank=True,
+        default=10,
+        help_text="At most this many automatic purchases per month (empty: no limit).",
+    )
+    capped_month = models.DateField(
+        null=True,
+        blank=True,
+        help_text="The month (its first day) in which a cap stopped a top-up; shown on the "
+        "billing page, emailed once.",
+    )
     updated_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )

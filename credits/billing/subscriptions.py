@@ -30,6 +30,7 @@ from django.db import transaction
 from django.db.models import Sum
 from django.utils import timezone
 
+from accounts import keycache
 from accounts.models import Organization, Plan, Subscription, SubscriptionStatus
 from accounts.services import FREE_PLAN_SLUG, audit_record, subscription_advance_period
 from accounts.services import subscription_start as accounts_subscription_start
@@ -59,8 +60,10 @@ PERIOD_TOLERANCE = timedelta(hours=12)
 
 
 def _lock(organization: Organization) -> Subscription:
+    """The organization's subscription, its row locked (only its row: the plan and the
+    organization rows joined in are shared by others and are not ours to lock)."""
     return (
-        Subscription.objects.select_for_update()
+        Subscription.objects.select_for_update(of=("self",))
         .select_related("plan", "organization")
         .get(organization=organization)
     )
@@ -68,6 +71,7 @@ def _lock(organization: Organization) -> Subscription:
 
 def _update(sub: Subscription, **fields) -> None:
     Subscription.objects.filter(pk=sub.pk).update(**fields, updated_at=timezone.now())
+    keycache.forget_all()  # API keys cache their subscription (accounts/keycache.py)
     for name, value in fields.items():
         setattr(sub, name, value)
 
@@ -95,7 +99,9 @@ def plan_from(price_id: str, meta: dict) -> Plan | None:
 def close_current_period_overage(sub: Subscription, *, until: datetime) -> None:
     """Bill the overage of the period that is cut short (plan replaced or canceled) at the plan
     in force, so it is not billed later at another plan's price."""
-    if not sub.plan.overage_enabled:
+    if not sub.plan.overage_enabled and not services.overage_limit_for(
+        sub.plan, organization_id=sub.organization_id, at=until
+    ):
         return
     account = services.account_for(organization=sub.organization)
     services.overage_close(
@@ -326,7 +332,8 @@ def change_plan(sub: Subscription, plan: Plan, *, now: datetime, top_up: bool = 
     _update(sub, plan=plan)
     account = services.account_for(organization=sub.organization)
     ledger.account_set_overage_limit(
-        account=account, overage_limit=services.overage_limit_for(plan)
+        account=account,
+        overage_limit=services.overage_limit_for(plan, organization_id=sub.organization_id),
     )
     audit_record(
         action="subscription.plan_changed",

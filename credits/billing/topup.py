@@ -19,6 +19,7 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Count, Sum
 from django.utils import timezone
 
 from accounts.models import Organization
@@ -60,12 +61,30 @@ def available_credits(organization_id: int) -> Decimal | None:
 
 @transaction.atomic
 def auto_top_up_configure(
-    *, organization: Organization, actor, enabled: bool, threshold_credits, pack: CreditPack
+    *,
+    organization: Organization,
+    actor,
+    enabled: bool,
+    threshold_credits,
+    pack: CreditPack,
+    monthly_cap_credits=None,
+    max_per_month: int | None = 10,
 ) -> AutoTopUp:
-    """Turn auto top-up on or off, with its threshold and pack. Turning it on needs a saved
-    card (a Stripe customer: after a first purchase or subscription) and re-arms it."""
+    """Turn auto top-up on or off, with its threshold and pack and its monthly limits (credits
+    bought, number of purchases; None: no limit). Turning it on needs a saved card (a Stripe
+    customer: after a first purchase or subscription) and re-arms it."""
     require_manager(organization=organization, actor=actor)
     threshold = parse_credits(threshold_credits, field="threshold_credits", allow_zero=True)
+    cap = (
+        None
+        if monthly_cap_credits in (None, "")
+        else parse_credits(monthly_cap_credits, field="monthly_cap_credits")
+    )
+    if max_per_month is not None and not 1 <= int(max_per_month) <= 1000:
+        raise ValidationError(
+            "Top-ups per month: from 1 to 1000, or empty for no limit.",
+            errors={"max_per_month": ["1 to 1000."]},
+        )
     if not pack.active:
         raise ValidationError("This credit pack is not offered.", errors={"pack": ["Inactive."]})
     if enabled and not StripeCustomer.objects.filter(organization=organization).exists():
@@ -81,6 +100,10 @@ def auto_top_up_configure(
     config.enabled = enabled
     config.threshold_credits = threshold
     config.pack = pack
+    if (cap, max_per_month) != (config.monthly_cap_credits, config.max_per_month):
+        config.capped_month = None  # new limits: the page's "stopped" notice no longer applies
+    config.monthly_cap_credits = cap
+    config.max_per_month = max_per_month
     config.updated_by = actor
     if turning_on:
         config.armed = True
@@ -91,7 +114,13 @@ def auto_top_up_configure(
         organization=organization,
         actor=actor,
         target=config,
-        data={"enabled": enabled, "threshold": str(threshold), "pack": pack.slug},
+        data={
+            "enabled": enabled,
+            "threshold": str(threshold),
+            "pack": pack.slug,
+            "monthly_cap": None if cap is None else str(cap),
+            "max_per_month": max_per_month,
+        },
     )
     return config
 
@@ -150,6 +179,11 @@ def auto_top_up_check(*, organization_id: int, now: datetime | None = None) -> P
         if not claimed:
             return None
         pack = config.pack
+        # The claim locks the row: concurrent checks see each other's purchases here.
+        capped = _cap_reached(config=config, pack=pack, now=now)
+        if capped:
+            _capped(config=config, reason=capped, now=now)
+            return None
         purchase = Purchase.objects.create(
             organization_id=organization_id,
             kind=PurchaseKind.AUTO_TOP_UP,
@@ -170,6 +204,57 @@ def auto_top_up_check(*, organization_id: int, now: datetime | None = None) -> P
             },
         )
     return charge(purchase=purchase, now=now)
+
+
+def month_start(now: datetime) -> datetime:
+    return now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+
+
+def _cap_reached(*, config: AutoTopUp, pack: CreditPack, now: datetime) -> str:
+    """Why another top-up of `pack` this month would pass a cap ("" if none). Counts this
+    month's automatic purchases that are pending or paid (one aggregate query)."""
+    if config.monthly_cap_credits is None and config.max_per_month is None:
+        return ""
+    month = Purchase.objects.filter(
+        organization_id=config.organization_id,
+        kind=PurchaseKind.AUTO_TOP_UP,
+        created_at__gte=month_start(now),
+    ).exclude(status=PurchaseStatus.FAILED)
+    totals = month.aggregate(count=Count("id"), credits=Sum("credits"))
+    bought = totals["credits"] or Decimal(0)
+    if config.max_per_month is not None and totals["count"] >= config.max_per_month:
+        return f"the limit of {config.max_per_month} automatic purchases this month"
+    cap = config.monthly_cap_credits
+    if cap is not None and bought + pack.credits > cap:
+        return f"the monthly cap of {cap.normalize():f} credits"
+    return ""
+
+
+def _capped(*, config: AutoTopUp, reason: str, now: datetime) -> None:
+    """A cap stopped this top-up: stays armed (it may buy again next month), recorded for the
+    billing page, audited and emailed once per month (in the claim's transaction)."""
+    month = month_start(now).date()
+    AutoTopUp.objects.filter(pk=config.pk).update(armed=True, updated_at=now)
+    first = (
+        AutoTopUp.objects.filter(pk=config.pk)
+        .exclude(capped_month=month)
+        .update(capped_month=month, updated_at=now)
+    )
+    if not first:
+        return
+    organization = Organization.objects.get(pk=config.organization_id)
+    audit_record(
+        action="billing.auto_top_up_capped",
+        organization=organization,
+        target=config,
+        data={"reason": reason, "month": month.isoformat()},
+    )
+    emails.queue(
+        organization=organization,
+        kind=emails.AUTO_TOP_UP_CAPPED,
+        dedupe_key=f"auto_top_up_capped:{organization.pk}:{month:%Y-%m}",
+        context={"reason": reason, "month": month.strftime("%B %Y")},
+    )
 
 
 def charge(*, purchase: Purchase, now: datetime | None = None) -> Purchase:

@@ -10,6 +10,9 @@
 from django.urls import path
 
 from credits.billing import views
+from credits.promos import views as promos
+from credits.trials import views as trials
+from credits.velocity import views as velocity
 
 pages = [
     path("", views.billing, name="billing"),
@@ -21,6 +24,9 @@ pages = [
     path("resume/", views.billing_resume, name="billing_resume"),
     path("auto-top-up/", views.billing_auto_top_up, name="billing_auto_top_up"),
     path("low-balance/", views.billing_low_balance, name="billing_low_balance"),
+    path("promo/", promos.promo_redeem, name="billing_promo"),
+    path("trial/", trials.trial_start, name="billing_trial"),
+    path("velocity/resume/", velocity.velocity_resume, name="billing_velocity_resume"),
 ]
 
 urlpatterns = [

@@ -29,11 +29,14 @@ from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import render
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.cache import add_never_cache_headers, patch_vary_headers
 from django.utils.dateformat import format as date_format
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
+from accounts.contracts.selectors import contract_latest
+from accounts.entitlements import plan_entitlements
 from accounts.models import Plan
 from accounts.tenancy import tenant_scoped
 from config.errors import NotFound, PermissionDenied, ServiceError, ValidationError
@@ -42,6 +45,7 @@ from config.web.formats import format_credits
 from config.web.forms import add_service_errors
 from config.web.http import is_partial
 from credits import selectors as credit_selectors
+from credits import services as credit_services
 from credits.billing import checkout, topup, webhooks
 from credits.billing import forms as billing_forms
 from credits.billing import selectors as billing_selectors
@@ -54,6 +58,9 @@ from credits.billing.errors import (
     StripeUnavailable,
 )
 from credits.money import credits_to_usd, round_usd_for_display
+from credits.trials.referrals import referral_link
+from credits.trials.selectors import trial_status
+from credits.velocity.selectors import velocity_status
 
 logger = logging.getLogger(__name__)
 
@@ -198,6 +205,21 @@ def _plan_options(status, *, enabled: bool) -> list[PlanOption]:
     return options
 
 
+def _entitlements_table(status) -> dict:
+    """What each plan for sale (and the current one) includes, as rows of a comparison
+    table: what an upgrade buys."""
+    plans = list(billing_selectors.plans_for_sale())
+    if status.plan is not None and all(p.pk != status.plan.pk for p in plans):
+        plans.append(status.plan)
+    columns = [plan_entitlements(plan) for plan in plans]
+    rows = [
+        {"name": item.name, "label": item.label, "values": [col[i].value for col in columns]}
+        for i, item in enumerate(columns[0])
+    ] if columns else []  # fmt: skip
+    current = status.plan.pk if status.plan is not None else None
+    return {"plans": [(p, p.pk == current) for p in plans], "rows": rows}
+
+
 def _invoice_rows(raw: list[dict]) -> list[InvoiceRow]:
     rows = []
     for invoice in raw:
@@ -248,6 +270,10 @@ def _context(
     plan = status.plan
     summary = credit_selectors.balance_summary(organization=organization)
     overage_price = plan.overage_price_usd if plan and plan.overage_enabled else None
+    contract = contract_latest(organization_id=organization.pk) if can_manage else None
+    contract_active = contract is not None and contract.in_force(timezone.now())
+    if plan is not None and contract_active and summary.overage_cap > 0:
+        overage_price = credit_services.overage_price_for(plan, organization_id=organization.pk)
     overage_cost = (
         round_usd_for_display(credits_to_usd(summary.overage_used, overage_price))
         if overage_price is not None
@@ -276,10 +302,20 @@ def _context(
         "overage_price": overage_price,
         "overage_cost": overage_cost,
         "plan_options": _plan_options(status, enabled=configured and can_manage),
+        "entitlements": _entitlements_table(status),
+        "contract": contract,
+        "contract_active": contract_active,
         "packs": packs,
         "topup_form": topup_form or billing_forms.topup_form_initial(status),
         "alert_form": alert_form or billing_forms.alert_form_initial(status),
         "has_customer": status.customer is not None,
+        "velocity": velocity_status(organization=organization),
+        "trials": trial_status(organization=organization, subscription=subscription),
+        "referral_link": referral_link(organization=organization) if can_manage else "",
+        "auto_top_up_capped": bool(
+            status.auto_top_up
+            and status.auto_top_up.capped_month == topup.month_start(datetime.now(UTC)).date()
+        ),
         "purchases": list(
             billing_selectors.purchases_for(organization=organization)[:RECENT_PURCHASES]
         ),
@@ -509,6 +545,8 @@ def billing_auto_top_up(request: HttpRequest) -> HttpResponse:
             enabled=data["enabled"],
             threshold_credits=data["threshold_credits"],
             pack=data["pack"],
+            monthly_cap_credits=data.get("monthly_cap_credits"),
+            max_per_month=data.get("max_per_month"),
         )
 
     return _settings_post(request, billing_forms.AutoTopUpForm, save, "Auto top-up settings saved.")

@@ -2,7 +2,8 @@
 (the part no grant covers is *unfunded*: overage); capture posts it (balance −= x) and may
 charge less than held (the rest is released); release gives back exactly what the hold took.
 A hold resolves once: its status changes by a conditional UPDATE (lock order: hold row →
-account row → grant rows)."""
+account row → grant rows → budget rows). The path that wins that change also resolves the
+hold's budget reservations (`_budgets_resolve`), so each is resolved exactly once."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from django.db.models import F, Value
 from django.db.models.functions import Greatest
 
 from config.errors import IdempotencyConflict, InsufficientCredits, NotFound, ValidationError
+from credits.budgets import _core as budgets
 from credits.ledger._core import (
     ACCOUNT,
     ALLOC,
@@ -209,6 +211,8 @@ def _resolve_usage(hold: CreditHold, status: str, now: datetime) -> CreditHold:
         hold.pk, status, ZERO if status == HoldStatus.CAPTURED else None, now
     )
     if won is not None:
+        # A usage record's budgets count its list price in full when it is captured.
+        _budgets_resolve(won, capture=status == HoldStatus.CAPTURED, charge=None, now=now)
         return won
     current = CreditHold.objects.get(pk=hold.pk)
     released = (HoldStatus.RELEASED, HoldStatus.EXPIRED)
@@ -248,6 +252,16 @@ def _lock_hold_for_resolution(
         status=status, captured_amount=captured, resolved_at=now
     )
     return CreditHold.objects.get(pk=hold_id) if updated else None
+
+
+def _budgets_resolve(
+    hold: CreditHold, *, capture: bool, charge: Decimal | None, now: datetime
+) -> None:
+    """Resolve what the hold reserved on budgets (`credits.budgets`); called by the path that
+    won the hold's status change. A hold that reserved none (no `budgets` in its metadata)
+    costs no query."""
+    if (hold.metadata or {}).get("budgets"):
+        budgets.resolve(hold_id=hold.pk, capture=capture, charge=charge, now=now)
 
 
 # What a hold took, in the order a release gives it back: the unfunded part first, then the
@@ -382,6 +396,7 @@ def hold_capture(
     if charge == held_amount:
         captured = _capture_full(hold.pk, now=now, actor=actor)
         if captured is not None:
+            _budgets_resolve(captured, capture=True, charge=charge, now=now)
             return captured
         # Not held any more: the path below tells a replay from an error.
     # A partial capture (or a full one that found the hold resolved): resolve the hold, give
@@ -398,6 +413,7 @@ def hold_capture(
             )
         if charge < held_amount:
             _give_back(won, held_amount - charge, now, reason="partial capture", actor=actor)
+        _budgets_resolve(won, capture=True, charge=charge, now=now)
         posted = move_account(won.account_id, balance_delta=-charge, held_delta=-charge, now=now)
         entry_write(
             won.account_id,
@@ -440,6 +456,7 @@ def hold_release(
                 errors={"hold": [f"Already {current.status}."]},
             )
         _give_back(won, won.amount, now, reason=reason, actor=actor)
+        _budgets_resolve(won, capture=False, charge=None, now=now)
         return won
 
 

@@ -7,6 +7,8 @@ Credit amounts are decimal strings with three places (``"5.000"``), never floats
 
 from __future__ import annotations
 
+import copy
+
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
@@ -35,7 +37,9 @@ class AIModelSerializer(serializers.Serializer):
         **CREDITS,
         read_only=True,
         help_text="Current price of one generation in credits; a job pays the price in force "
-        "when it is accepted.",
+        "when it is accepted. For a model whose price follows the params (per second, per "
+        "megapixel…), the price with every param at its default: "
+        "`POST /api/v1/generations/quote/` prices a request.",
     )
     params_schema = ObjectField(
         read_only=True,
@@ -92,6 +96,7 @@ class JobSerializer(serializers.ModelSerializer):
             "params",
             "credits_held",
             "credits_charged",
+            "actual_units",
             "cached",
             "node",
             "created_at",
@@ -111,12 +116,28 @@ class JobSerializer(serializers.ModelSerializer):
                 "help_text": "Credits charged once the job ended (0 when released); null "
                 "while it runs."
             },
+            "actual_units": {
+                "help_text": "The units the GPU reported it really produced (e.g. a video's "
+                "`duration_s`) when the model's price follows the request: the charge is their "
+                "price, at most `credits_held` (the rest is released). Null otherwise."
+            },
             "cached": {"help_text": "Served from the result cache of an identical request."},
             "node": {"help_text": "The GPU node it ran on; empty until it starts."},
             "created_at": {"help_text": "When it was accepted."},
             "started_at": {"help_text": "When it started running (latest attempt)."},
             "finished_at": {"help_text": "When it reached a terminal status."},
         }
+
+    _built_fields = None  # per class: see get_fields
+
+    def get_fields(self):
+        """The fields, built once per class (the model's introspection and the fields'
+        construction: about half of the serializer's cost per job, issue 16), then copied for
+        each serializer as DRF copies declared fields (a field is bound to one parent)."""
+        cls = type(self)
+        if cls.__dict__.get("_built_fields") is None:
+            cls._built_fields = super().get_fields()
+        return copy.deepcopy(cls._built_fields)
 
 
 class GenerationCreateSerializer(StrictSerializer):
@@ -135,6 +156,63 @@ class GenerationCreateSerializer(StrictSerializer):
         if not isinstance(value, dict):
             raise serializers.ValidationError("Must be a JSON object.")
         return value
+
+
+class QuoteLineSerializer(serializers.Serializer):
+    param = serializers.CharField(
+        allow_null=True,
+        help_text="The param (or product `width*height`) priced; null for the "
+        "base or a flat price.",
+    )
+    kind = serializers.ChoiceField(
+        choices=["flat", "base", "credits", "per_megapixel", "multiplier"],
+        help_text="`flat`: one price per generation; `base`: the table's base; `credits`: "
+        "per unit of the param; `per_megapixel`: per million of the product; `multiplier`: "
+        "multiplies the whole price (images in a batch).",
+    )
+    quantity = serializers.CharField(
+        required=False, help_text="The param's value (megapixels for `per_megapixel`)."
+    )
+    rate = serializers.CharField(
+        required=False, help_text="Credits per unit, per megapixel, or the multiplier."
+    )
+    credits = serializers.CharField(
+        required=False, help_text="What the line adds, exact (may have more than 3 places)."
+    )
+
+
+class QuoteSerializer(serializers.Serializer):
+    model = serializers.CharField(source="model.slug", help_text="The model's slug.")
+    credits = serializers.DecimalField(
+        **CREDITS,
+        help_text="The price of this request: what a submission with the same body holds now "
+        "(rounded once, to 3 places, half up).",
+    )
+    breakdown = QuoteLineSerializer(many=True, help_text="How the price is made, line by line.")
+    follows_request = serializers.BooleanField(
+        help_text="The model's price depends on its params (a price table); false: flat."
+    )
+    unit = serializers.CharField(
+        allow_null=True, help_text="The model's cost unit (e.g. `second`), for table prices."
+    )
+    units = serializers.CharField(
+        allow_null=True, help_text="How many of `unit` the request asks for (a decimal string)."
+    )
+    list_credits = serializers.DecimalField(
+        **CREDITS,
+        help_text="The list price of this request, before the organization's contract price "
+        "override (equal to `credits` without one).",
+    )
+    override = serializers.CharField(
+        allow_null=True,
+        help_text="The contract price override applied (e.g. `10% off`, `2 credits`), or null.",
+    )
+    rate_version = serializers.IntegerField(
+        source="rate.pk", help_text="The price version a submission would pin now."
+    )
+    effective_from = serializers.DateTimeField(
+        source="rate.effective_from", help_text="Since when that version is in force."
+    )
 
 
 class GenerationCancelSerializer(StrictSerializer):

@@ -30,7 +30,9 @@ from generations.api.serializers import (
     GenerationCreateSerializer,
     JobListQuerySerializer,
     JobSerializer,
+    QuoteSerializer,
 )
+from generations.quotes import generation_quote
 
 REPLAYED_HEADER = "Idempotent-Replayed"
 
@@ -79,6 +81,7 @@ JOB_EXAMPLE = {
     "params": {"prompt": "a lighthouse at dawn", "seed": 42},
     "credits_held": "5.000",
     "credits_charged": None,
+    "actual_units": None,
     "cached": False,
     "node": "",
     "created_at": "2026-01-05T10:00:00Z",
@@ -180,6 +183,67 @@ class GenerationListCreateView(ListAPIView):
         if not created:
             headers[REPLAYED_HEADER] = "true"
         return Response(JobSerializer(job).data, status=status.HTTP_202_ACCEPTED, headers=headers)
+
+
+QUOTE_EXAMPLE = {
+    "model": "clip-video",
+    "credits": "11.000",
+    "breakdown": [
+        {"param": None, "kind": "base", "credits": "2"},
+        {"param": "duration_s", "kind": "credits", "quantity": "6", "rate": "1.5", "credits": "9"},
+    ],
+    "follows_request": True,
+    "unit": "second",
+    "units": "6",
+    "rate_version": 12,
+    "effective_from": "2026-01-05T10:00:00Z",
+}
+
+
+class GenerationQuoteView(APIView):
+    @extend_schema(
+        operation_id="generations_quote",
+        tags=["generations"],
+        summary="Price a generation without submitting it",
+        description=(
+            "The same body as a submission, checked the same way (unknown model, `params` "
+            "against the model's schema: the same 400 errors), priced with the version a "
+            "submission would pin now. Holds nothing and writes nothing; counted by the same "
+            "rate limit per key as every request. A submission with the same body under the "
+            "same price version holds exactly `credits`. For a model whose price follows the "
+            "request (per second, per megapixel, per step, per image) `breakdown` lists each "
+            "term. The plan's quotas and credits are not checked here (a fair-use unlimited "
+            "plan pays nothing; a cached identical result costs the model's cache price). "
+            "The plan's entitlements are checked as a submission checks them (403 "
+            "`permission_denied`, `limit: entitlement:<name>`), and the organization's "
+            "contract price override applies (`list_credits` is the price before it)."
+        ),
+        request=GenerationCreateSerializer,
+        responses={
+            200: OpenApiResponse(
+                QuoteSerializer,
+                description="The price.",
+                examples=[OpenApiExample("quote", value=QUOTE_EXAMPLE, response_only=True)],
+            ),
+            **problem_responses(400, 413, *AUTH_ERRORS),
+        },
+        examples=[
+            OpenApiExample(
+                "quote",
+                value={"model": "clip-video", "params": {"prompt": "waves", "duration_s": 6}},
+                request_only=True,
+            )
+        ],
+    )
+    def post(self, request):
+        body = GenerationCreateSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        quote = generation_quote(
+            model_slug=body.validated_data["model"],
+            params=body.validated_data["params"],
+            organization=request.organization,
+        )
+        return Response(QuoteSerializer(quote).data)
 
 
 class GenerationDetailView(APIView):

@@ -36,6 +36,10 @@ class RunResult:
     started_at: datetime | None = None
     finished_at: datetime | None = None
     meta: dict = field(default_factory=dict)
+    # The units really produced, when the backend knows them (e.g. {"duration_s": 4} for a
+    # video asked for 6 s): a job whose price follows the request is charged their price, at
+    # most what was held (`generations.price_tables`).
+    units: dict = field(default_factory=dict)
 
 
 class BackendError(Exception):

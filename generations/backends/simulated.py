@@ -6,8 +6,10 @@ and the tests (which make it instant with GENERATIONS_SIMULATED_SPEEDUP=0).
 default 0.25), `cold_start_s` (default 0), `idle_before_cold_s` (default 300),
 `failure_rate` (0–1, default 0), `output_type` (image, audio, video, 3d; default image),
 `batch_size` (jobs of compatible params run in one call, default 1: see
-`generations.services.batching`) and `batch_marginal` (a batch takes its longest job's time
-plus this share of each other job's, default 0.3). The
+`generations.services.batching`), `batch_marginal` (a batch takes its longest job's time
+plus this share of each other job's, default 0.3) and `actual_units` (`{"duration_s": 0.5}`:
+the run reports it really produced this share of the param it was asked for — a video cut
+short — so a price that follows the request charges the actual units). The
 result's `url` is the job's output file (`/api/v1/generations/<id>/output/<id>.<ext>`, a
 placeholder of the type made on the fly, served to the job's organization only). Prompts
 containing `[fail]` fail (not the customer's fault) and `[reject]` are refused as the
@@ -38,6 +40,20 @@ def output_url(job_id: str, kind: str) -> str:
     MP4, GLB) made on the fly, for the job's organization only."""
     filename = f"{job_id}.{extension(kind)}"
     return reverse("api-generation-output", kwargs={"id": job_id, "filename": filename})
+
+
+def _actual_units(params: dict, shares) -> dict:
+    """The units a run reports it produced: `share` × the param asked for, per configured param."""
+    units: dict = {}
+    for name, share in (shares or {}).items() if isinstance(shares, dict) else ():
+        value = params.get(name)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            continue
+        if isinstance(share, bool) or not isinstance(share, int | float):
+            continue
+        actual = value * share
+        units[name] = int(actual) if isinstance(value, int) else round(actual, 3)
+    return units
 
 
 class SimulatedBackend:
@@ -80,6 +96,7 @@ class SimulatedBackend:
             raise BackendError("Simulated GPU failure.", code="gpu_failure", node=node)
         kind = str(config.get("output_type", "image"))
         return RunResult(
+            units=_actual_units(request.params, config.get("actual_units")),
             output={
                 "type": kind,
                 "url": output_url(request.job_id, kind),

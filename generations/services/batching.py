@@ -123,7 +123,12 @@ def batch_run(lead: Job, request: RunRequest, mates: list[Job], *, backend, work
             outcome, error = None, result
         else:
             outcome = RunResult(
-                output=result.output, node=lead.node, started_at=s, finished_at=e, meta=result.meta
+                output=result.output,
+                node=lead.node,
+                started_at=s,
+                finished_at=e,
+                meta=result.meta,
+                units=result.units,
             )
             error = None
         # Each finish survives connection loss; once one is spooled (the database is away)

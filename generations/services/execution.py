@@ -27,11 +27,14 @@ from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from config import logs
+from config.errors import ServiceError
 from config.web.formats import format_credits
 from credits.models import HoldStatus
 from credits.services import hold_capture, hold_extend, hold_release
 from generations.backends import BackendError, RunRequest, get_backend
 from generations.models import Job, JobStatus
+from generations.price_tables import price_for, priced_units
 from generations.services import batching, spool
 from generations.services.events import job_event_add
 from generations.services.submission import job_watermark
@@ -55,12 +58,13 @@ def _claim(job_id, *, worker: str, now: datetime):
     """Under the row lock: move the job to running (a new attempt) or say why not."""
     job = (
         Job.objects.select_for_update(of=("self",))
-        .select_related("model", "model__pool")
+        .select_related("model", "model__pool", "organization")
         .filter(pk=job_id)
         .first()
     )
     if job is None:
         return None, "missing"
+    logs.task_context_bind(organization=job.organization.slug)  # on the task's log lines
     if job.status == JobStatus.RUNNING:
         if job.lease_expires_at is None or job.lease_expires_at > now:
             return None, "running elsewhere"
@@ -195,15 +199,20 @@ def generation_run(*, job_id, worker: str = "") -> str:
     only a queued job (or a running one whose worker is gone) is run, and its outcome is
     recorded only by the attempt that claimed it. Returns what happened."""
     spool.results_drain_safe()  # results this host could not record earlier go in first
-    with transaction.atomic(durable=True):
-        claimed, why = _claim(job_id, worker=worker, now=timezone.now())
+    claimed, why = _claim_recorded(job_id, worker=worker)
     if claimed is None:
         return why
     job, backend, request = claimed
     batch_size = batching.batch_size(job.model)
     if batch_size > 1 and hasattr(backend, "run_batch"):
-        with transaction.atomic(durable=True):
-            mates = batching.mates_claim(job, limit=batch_size - 1, worker=worker)
+        try:
+            with transaction.atomic(durable=True):
+                mates = batching.mates_claim(job, limit=batch_size - 1, worker=worker)
+        except (OperationalError, InterfaceError) as exc:
+            # The job itself is claimed: run it alone; the mates stay queued for the next one.
+            connection.close()
+            logger.warning("Batch mates of job %s not claimed: %s", job.pk, exc)
+            mates = []
         if mates:
             return batching.batch_run(job, request, mates, backend=backend, worker=worker)
     attempt = job.attempts
@@ -221,6 +230,29 @@ def generation_run(*, job_id, worker: str = "") -> str:
         return _finish_recorded(
             job.pk, attempt=attempt, outcome=outcome, error=error, worker=worker
         )
+
+
+CLAIM_TRIES = 3
+
+
+def _claim_recorded(job_id, *, worker: str):
+    """`_claim` in its own durable transaction, surviving connection loss: a claim whose
+    connection was terminated rolled back whole (nothing claimed, no node taken), so it is
+    tried again on a fresh connection, up to CLAIM_TRIES times. Only a queued job can be
+    claimed, so a retry after a commit whose answer was lost answers "running elsewhere".
+    When every try fails the error propagates: the task fails, the job stays queued and the
+    reaper publishes it again."""
+    for n in range(1, CLAIM_TRIES + 1):
+        try:
+            with transaction.atomic(durable=True):
+                return _claim(job_id, worker=worker, now=timezone.now())
+        except (OperationalError, InterfaceError) as exc:
+            connection.close()  # the next try opens a fresh connection
+            logger.warning("Claim of job %s failed (try %s of %s): %s", job_id, n, CLAIM_TRIES, exc)
+            if n == CLAIM_TRIES:
+                raise
+            time.sleep(settings.GENERATIONS_FINISH_BACKOFF_S * 2 ** (n - 1))
+    raise AssertionError("unreachable")
 
 
 def _finish_recorded(
@@ -318,11 +350,16 @@ def _finish(
         job.result = outcome.output
         job.finished_at = now
         job.lease_expires_at = None
-        if job.hold_id:
-            hold_capture(hold=job.hold, now=now)
-        job.credits_charged = job.credits_held
+        job.credits_charged = _charge(job, outcome, now=now)
         job.save(
-            update_fields=["status", "result", "finished_at", "lease_expires_at", "credits_charged"]
+            update_fields=[
+                "status",
+                "result",
+                "finished_at",
+                "lease_expires_at",
+                "credits_charged",
+                "actual_units",
+            ]
         )
         infra_costs_services.gpu_run_finish(
             external_id=run_external_id(job, attempt),
@@ -336,7 +373,7 @@ def _finish(
             JobStatus.SUCCEEDED,
             at=now,
             worker=worker,
-            message=f"charged {format_credits(job.credits_charged)} credits",
+            message=_charged_message(job),
         )
         return "succeeded"
     job_fail(
@@ -375,9 +412,7 @@ def _finish_requeued(
     job.started_at = outcome.started_at or (run or {}).get("started_at") or job.started_at
     job.finished_at = now
     job.lease_expires_at = None
-    if job.hold_id:
-        hold_capture(hold=job.hold, now=now)
-    job.credits_charged = job.credits_held
+    job.credits_charged = _charge(job, outcome, now=now)
     job.save(
         update_fields=[
             "status",
@@ -387,6 +422,7 @@ def _finish_requeued(
             "finished_at",
             "lease_expires_at",
             "credits_charged",
+            "actual_units",
         ]
     )
     infra_costs_services.gpu_run_finish(
@@ -405,6 +441,40 @@ def _finish_requeued(
         "recorded late)",
     )
     return "succeeded"
+
+
+def _charged_message(job: Job) -> str:
+    message = f"charged {format_credits(job.credits_charged)} credits"
+    if job.credits_charged < job.credits_held:
+        message += f" of {format_credits(job.credits_held)} held (actual units; rest released)"
+    return message
+
+
+def _charge(job: Job, outcome, *, now: datetime) -> Decimal:
+    """Capture a succeeded job's hold (in its terminal transaction) and return the charge: the
+    hold, or — when its price follows the request and the backend reported the units it really
+    produced — their price under the pinned version, at most the hold (the rest is released
+    by the same capture). The reported units are kept on the job (`actual_units`)."""
+    charge = job.credits_held
+    units = getattr(outcome, "units", None) or {}
+    rate = job.rate if job.rate_id else None
+    if units and rate is not None and rate.price_table:
+        used = priced_units(rate, units)
+        job.actual_units = used or None
+        try:
+            price = price_for(
+                rate,
+                {**job.params, **used},
+                organization_id=job.organization_id,
+                at=job.created_at,  # the override in force at acceptance, like the rate
+            )
+            charge = min(price, job.credits_held)
+        except ServiceError as exc:  # nonsense units from a backend: charge the quoted price
+            logger.warning("Job %s: reported units not priced (%s)", job.pk, exc.detail)
+            job.actual_units = None
+    if job.hold_id:
+        hold_capture(hold=job.hold, amount=charge, now=now)
+    return charge
 
 
 def _node_freed(node: str, now: datetime) -> None:

@@ -69,6 +69,7 @@ def result_keep(
             "started_at": _when(outcome.started_at),
             "finished_at": _when(outcome.finished_at or result_at),
             "meta": outcome.meta,
+            "units": outcome.units,
         }
     else:
         record["error"] = {
@@ -119,6 +120,7 @@ def _load(path: Path) -> tuple[dict, RunResult | None, BackendError | None]:
         started_at=_parse(o.get("started_at")),
         finished_at=_parse(o.get("finished_at")),
         meta=o.get("meta") or {},
+        units=o.get("units") or {},
     )
     return record, outcome, None
 

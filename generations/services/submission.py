@@ -14,12 +14,13 @@ import json
 import logging
 import secrets
 import uuid
+from contextlib import nullcontext
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import jsonschema
 from django.conf import settings
-from django.db import DatabaseError, IntegrityError, transaction
+from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -27,8 +28,10 @@ from accounts.models import APIKey, FairUseThrottle, Organization, QueuePriority
 from config.errors import IdempotencyConflict, ServerBusy, ValidationError
 from config.web.formats import format_credits
 from credits.services import fair_use_start, hold_capture, spend_authorize
+from generations.entitlements import entitlements_check
 from generations.models import AIModel, Job, JobStatus
-from generations.selectors import model_params_schema, rate_current
+from generations.price_tables import price_for
+from generations.selectors import model_params_schema, rate_current_for_slug
 from generations.services.events import job_event_add
 from generations.validation import SEED_MAX, SEED_MIN, params_errors, truncated
 from infra_costs import fleet
@@ -188,6 +191,18 @@ def _cached_result(
     )
 
 
+def request_model(*, model_slug) -> AIModel:
+    """The active model a request names (the submission's and the quote's check)."""
+    if not isinstance(model_slug, str) or not model_slug:
+        raise ValidationError("model is required.", errors={"model": ["Required."]})
+    model = AIModel.objects.select_related("pool").filter(slug=model_slug, is_active=True).first()
+    if model is None:
+        raise ValidationError(
+            f"Unknown model “{truncated(model_slug, 60)}”.", errors={"model": ["Unknown model."]}
+        )
+    return model
+
+
 def generation_submit(
     *,
     organization: Organization,
@@ -228,22 +243,24 @@ def generation_submit(
             if existing.request_fingerprint != fingerprint:
                 raise IdempotencyConflict()
             return existing, False
-    model = AIModel.objects.select_related("pool").filter(slug=model_slug, is_active=True).first()
-    if model is None:
-        raise ValidationError(
-            f"Unknown model “{truncated(model_slug, 60)}”.", errors={"model": ["Unknown model."]}
-        )
+    # The model and its price in force in one query (the model alone when it has no price:
+    # the refusal below, after the params' checks, as before).
+    rate = rate_current_for_slug(model_slug=model_slug, now=now)
+    model = rate.model if rate is not None else request_model(model_slug=model_slug)
     params = params_validate(model=model, params=params)
     params = params_with_seed(model=model, params=params)
     phash = params_hash(params)
     if model.pool_id is None:
         raise ValidationError(f"{model.name} has no GPU pool to run on.")
+    # The plan's entitlements, before any quota (one place: generations.entitlements).
+    entitlements_check(organization.subscription.plan, model, params)
 
     try:
         with transaction.atomic(durable=True):
             job = _accept(
                 organization=organization,
                 model=model,
+                rate=rate,
                 params=params,
                 phash=phash,
                 api_key=api_key,
@@ -264,7 +281,7 @@ def generation_submit(
 
 
 def _accept(
-    *, organization, model, params, phash, api_key, user, idempotency_key, fingerprint, now
+    *, organization, model, rate, params, phash, api_key, user, idempotency_key, fingerprint, now
 ) -> Job:
     job_id = uuid.uuid4()
     base = {
@@ -291,15 +308,18 @@ def _accept(
         )
 
     _server_busy(organization=organization, model=model)
-    rate = rate_current(model=model, now=now)
     if rate is None:
         raise ValidationError(f"{model.name} has no price yet.", errors={"model": ["No price."]})
+    # The price of these params under the pinned version (flat or a price table): the quote.
+    # With the organization's contract price override in force now (the one place it applies).
+    price = price_for(rate, params, organization_id=organization.pk, at=now)
     plan = organization.subscription.plan
     hold = spend_authorize(
         organization=organization,
-        amount=rate.credits,
+        amount=price,
         key=f"job:{job_id}",
         api_key=api_key,
+        user=base["created_by"],  # whose member and team budgets apply (credits.budgets)
         metadata={
             "model": model.slug,
             "job": str(job_id),
@@ -307,9 +327,10 @@ def _accept(
             "watermark": plan.watermark,
         },
         now=now,
+        savepoint=False,  # this durable block is the unit of work: a refusal aborts it
     )
     priority = PRIORITY_BY_TIER.get(plan.queue_priority, 5)
-    message = f"accepted at {format_credits(rate.credits)} credits"
+    message = f"accepted at {format_credits(price)} credits"
     start = now
     if plan.unlimited:
         message = "accepted (unlimited plan)"
@@ -358,6 +379,7 @@ def _accept_cached(*, base, source: Job, model: AIModel, organization, api_key, 
             amount=price,
             key=f"job:{base['id']}",
             api_key=api_key,
+            user=base["created_by"],
             metadata={
                 "model": model.slug,
                 "job": str(base["id"]),
@@ -430,13 +452,15 @@ def _publish_recorded(job_id, *, published: bool) -> None:
     publishes it at its next run) and `publish_count` how many were published in all. Never
     raises: the broker's own state is what the reaper checks; this only tells it where to
     look."""
+    jobs = Job.objects.filter(pk=job_id)
     try:
-        with transaction.atomic():
+        # One statement. In autocommit (on commit of a request's transaction) it is its own
+        # transaction: no BEGIN/COMMIT round trips around it. Inside a transaction a savepoint
+        # keeps a failure from breaking the caller's.
+        with transaction.atomic() if connection.in_atomic_block else nullcontext():
             if published:
-                Job.objects.filter(pk=job_id).update(
-                    published_at=timezone.now(), publish_count=F("publish_count") + 1
-                )
+                jobs.update(published_at=timezone.now(), publish_count=F("publish_count") + 1)
             else:
-                Job.objects.filter(pk=job_id).update(published_at=None)
+                jobs.update(published_at=None)
     except DatabaseError:
         logger.warning("Could not record the publish of job %s", job_id, exc_info=True)

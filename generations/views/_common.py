@@ -137,6 +137,11 @@ def job_view(job: Job, *, now: datetime | None = None) -> JobView:
     if status == JobStatus.SUCCEEDED:
         charged_text = format_credits(charged)
         charge_note = "captured from the hold" if not job.cached else "served from the cache"
+        if charged is not None and held and charged < held:
+            # The price follows the params and the GPU produced fewer units than asked.
+            charge_note = (
+                f"for what was produced; {format_credits(held - charged)} of the hold released"
+            )
     elif terminal:
         charged_text = format_credits(charged or Decimal(0))
         if charged:

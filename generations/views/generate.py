@@ -80,7 +80,7 @@ def _refusal(exc: ServiceError, *, leftover: list[str] | None = None) -> Refusal
             "See your credits",
         )
     if isinstance(exc, QuotaExceeded):
-        reason, limit = extra.get("reason"), extra.get("limit")
+        reason, limit = extra.get("reason"), extra.get("limit_value")
         if reason == "daily_generation_cap":
             tomorrow = datetime_at_midnight(timezone.now().astimezone(UTC).date()) + timedelta(
                 days=1
@@ -103,6 +103,15 @@ def _refusal(exc: ServiceError, *, leftover: list[str] | None = None) -> Refusal
                 "charged.",
                 reverse("generations:jobs") + "?status=queued",
                 "See queued jobs",
+            )
+        if str(extra.get("limit", "")).startswith("budget:"):
+            # The detail names the budget, its limit, its use and its reset (credits.budgets).
+            return Refusal(
+                exc.code,
+                "Budget reached",
+                f"{exc.detail} Nothing was charged. An owner or admin can raise the budget.",
+                reverse("credits:budgets"),
+                "See budgets",
             )
         return Refusal(exc.code, "Quota reached", f"{exc.detail} Nothing was charged.")
     if isinstance(exc, ServerBusy | RateLimited):
@@ -133,6 +142,16 @@ def _refusal(exc: ServiceError, *, leftover: list[str] | None = None) -> Refusal
             return Refusal(exc.code, "Check the parameters", "Fix the fields marked below.")
         return Refusal(exc.code, "Check the parameters", " ".join(leftover))
     if isinstance(exc, PermissionDenied):
+        if str(extra.get("limit", "")).startswith("entitlement:"):
+            # generations.entitlements: what the plan does not include; the billing page's
+            # comparison table shows which plan does.
+            return Refusal(
+                exc.code,
+                "Not included in your plan",
+                f"{exc.detail} Nothing was charged.",
+                reverse("credits:billing") + "#entitlements",
+                "Compare plans",
+            )
         return Refusal(exc.code, "Not allowed", exc.detail)
     return Refusal(exc.code, exc.title, exc.detail)
 
@@ -171,11 +190,14 @@ def _render_generate(
                 if request.GET.get(f"params-{name}"):
                     initial[name] = request.GET[f"params-{name}"]
         params_form = ParamsForm(schema=selected.params_schema, initial=initial)
+    by_params = selectors.models_priced_by_params(model_ids=[e.model.pk for e in catalog])
     context = {
         "organization": organization,
+        "selected_by_params": selected is not None and selected.model.pk in by_params,
         "catalog": [
             {
                 "entry": entry,
+                "by_params": entry.model.pk in by_params,
                 "gpu_type": entry.model.pool.gpu_type,
                 "url": generate_url(model=entry.slug, job=str(job.pk) if job else ""),
                 "push_url": generate_url(model=entry.slug, job=str(job.pk) if job else ""),

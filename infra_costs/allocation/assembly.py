@@ -17,7 +17,7 @@ from typing import Any
 from infra_costs.allocation.method import HOUR, ZERO, Raw
 from infra_costs.allocation.windows import Inputs
 from infra_costs.models import Node
-from infra_costs.registry import Stage, external_costs_for, stage_costs_for
+from infra_costs.registry import Stage, external_costs_for, stage_costs_for, units_for
 
 Q6 = Decimal("0.000001")
 
@@ -67,6 +67,7 @@ def assemble(
     models = sorted(raw.counts)
     external_per_gen = external if external is not None else external_costs_for(models)
     stages_of = stages if stages is not None else stage_costs_for(models)
+    units_of = units_for(models, period.start_at, period.end_at)
     node_names = dict(
         Node.objects.filter(id__in=[n for _, n, _ in raw.outside]).values_list("id", "name")
     )
@@ -153,6 +154,15 @@ def assemble(
                 ),
             }
         )
+        if model in units_of:  # priced per unit: the cost per unit too (fully loaded)
+            unit, units = units_of[model]
+            model_rows[-1].update(
+                {
+                    "unit": unit,
+                    "units": fmt(units),
+                    "cost_per_unit_usd": fmt(_div(fully[model] + ext + stage, units)),
+                }
+            )
 
     pool_rows, idle_rows = [], []
     total_up = total_busy = ZERO

@@ -10,6 +10,7 @@ from decimal import localcontext
 from typing import Any
 
 from config.errors import ValidationError
+from infra_costs.allocation import hourly
 from infra_costs.allocation.assembly import assemble
 from infra_costs.allocation.sql import raw_aggregates
 from infra_costs.allocation.windows import gather_inputs
@@ -41,5 +42,7 @@ def unit_cost_report(
     with localcontext() as ctx:
         ctx.prec = 50
         inp = gather_inputs(period)
-        raw = raw_aggregates(inp)
+        # From the per-hour aggregates when the period is made of whole UTC hours (the same
+        # figures; see `hourly`), else by the full engine.
+        raw = hourly.raw_from_hours(inp) if hourly.eligible(inp) else raw_aggregates(inp)
         return assemble(inp, raw, idle_policy=idle_policy)

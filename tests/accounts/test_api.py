@@ -50,6 +50,15 @@ def test_organization_shows_plan_and_current_period(client, acme):
         "api_rate_limit_per_min": 600,
         "queue_priority": "high",
         "api_access": True,
+        "entitlements": {
+            "api_access": True,
+            "models_allowed": None,
+            "max_megapixels": None,
+            "max_duration_s": None,
+            "max_batch_size": None,
+            "watermark": False,
+            "priority": "high",
+        },
     }
     assert body["subscription"]["status"] == "active"
     assert body["subscription"]["cancel_at_period_end"] is False

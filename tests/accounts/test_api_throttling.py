@@ -39,7 +39,7 @@ def test_request_over_the_plan_limit_gets_429_with_retry_after(client, frozen_cl
     response = client.get(ORG_URL, **bearer(key))
     body = assert_problem(response, status=429, code="rate_limited")
     assert response["Retry-After"] == "30"
-    assert body["limit"] == 3
+    assert (body["limit"], body["limit_value"]) == ("rate_limit", 3)
 
 
 def test_rate_limit_is_per_key(client, frozen_clock, limited_plan):

@@ -200,3 +200,40 @@ def test_organization_and_quotas_parse_into_typed_resources(api, org):
     quotas = api.quotas()
     assert quotas.plan == "studio" and quotas.quotas
     assert all(q.name and q.unit for q in quotas.quotas)
+
+
+def test_a_quote_holds_nothing_and_the_submission_holds_the_quoted_price(api, org, sdxl):
+    from credits.services import account_for
+
+    quote = api.quote("sdxl", PROMPT)
+    assert (quote.model, quote.credits, quote.list_credits) == ("sdxl", Decimal(5), Decimal(5))
+    assert account_for(organization=org).held == 0
+    job = api.submit("sdxl", PROMPT)
+    assert job.credits_held == quote.credits
+
+
+def test_usage_events_are_charged_once_when_the_batch_is_sent_again(api, org):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from credits.services import account_for
+    from generations.metering.models import Meter
+    from generations.metering.services import meter_rate_set
+
+    meter = Meter.objects.create(slug="llm-tokens", name="LLM tokens", unit="token")
+    meter_rate_set(
+        meter=meter,
+        credits_per_unit="0.002",
+        reason="launch",
+        actor=None,
+        effective_from=timezone.now() - timedelta(days=1),
+    )
+    before = account_for(organization=org).balance
+    now = timezone.now().isoformat()
+    events = [{"id": "evt-1", "type": "llm-tokens", "time": now, "quantity": "1500"}]
+    first = api.usage_events(events)
+    again = api.usage_events(events)
+    assert first["events"][0]["credits"] == again["events"][0]["credits"] == "3.000"
+    assert again["events"][0]["replayed"] is True
+    assert account_for(organization=org).balance == before - Decimal(3)

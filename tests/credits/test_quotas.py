@@ -6,7 +6,7 @@ A refusal writes nothing; replaying an accepted key returns its hold."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, timedelta
 from decimal import Decimal as D
 
 import pytest
@@ -80,6 +80,7 @@ def test_api_key_on_a_plan_without_api_access_is_permission_denied(free):
         403,
         "api_access",
     )
+    assert error.extra["limit"] == "api_access"
 
 
 def test_the_same_plan_may_submit_from_the_web_ui(free):
@@ -109,7 +110,10 @@ def test_daily_generation_cap_refuses_the_21st_generation_of_the_day(free):
     error = refused(free, QuotaExceeded, key="job-21")
 
     assert (error.code, error.status_code) == ("quota_exceeded", 429)
-    assert (error.extra["reason"], error.extra["limit"]) == ("daily_generation_cap", 20)
+    assert (error.extra["reason"], error.extra["limit"]) == ("daily_generation_cap", "daily_cap")
+    assert (error.extra["limit_value"], error.extra["used"]) == (20, 20)
+    tomorrow = timezone.now().astimezone(UTC).date() + timedelta(days=1)
+    assert error.extra["resets_at"] == f"{tomorrow:%Y-%m-%d}T00:00:00Z"
     assert account_of(free).available == D(50 - 21)
     # Tomorrow (UTC) the cap starts again.
     hold = authorize(free, key="tomorrow", now=timezone.now() + timedelta(days=1))
@@ -123,15 +127,20 @@ def test_concurrent_jobs_refuses_a_second_running_job_on_free(free):
     assert (error.code, error.extra["reason"], error.extra["limit"]) == (
         "quota_exceeded",
         "concurrent_jobs",
-        1,
+        "concurrency",
     )
+    assert (error.extra["limit_value"], error.extra["used"]) == (1, 1)
     ledger.hold_capture(hold=running)
     assert authorize(free, key="second").status == HoldStatus.HELD
 
 
 def test_credits_are_checked_last_hard_stop_on_free(free):
     error = refused(free, InsufficientCredits, amount="50.001")
-    assert (error.code, error.status_code) == ("insufficient_credits", 402)
+    assert (error.code, error.status_code, error.extra["limit"]) == (
+        "insufficient_credits",
+        402,
+        "credits",
+    )
     assert authorize(free, amount="50").amount == D(50)
 
 

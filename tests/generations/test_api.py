@@ -30,6 +30,7 @@ JOB_FIELDS = {
     "params",
     "credits_held",
     "credits_charged",
+    "actual_units",
     "cached",
     "node",
     "created_at",
@@ -383,7 +384,7 @@ def test_rate_limit_counts_each_request_once(client, acme, acme_key, sdxl):
     response = submit(client, acme_key, {"model": "sdxl", "params": {"prompt": "cat 3"}})
     body = assert_problem(response, status=429, code="rate_limited")
     assert int(response["Retry-After"]) >= 1
-    assert body["limit"] == 3
+    assert (body["limit"], body["limit_value"]) == ("rate_limit", 3)
     assert writes() == before
     assert Job.objects.filter(organization=acme).count() == 3
 

@@ -379,3 +379,50 @@ def test_a_drain_while_the_database_is_still_away_keeps_the_files(monkeypatch):
     assert spool.results_drain() == {"recorded": 1, "stale": 0, "kept": 0}
     assert cut.calls == 5
     assert_succeeded_once(job, org, runs_expected=[(str(job.pk), "succeeded")])
+
+
+def test_a_connection_terminated_at_the_claim_is_retried_and_the_job_runs_once(monkeypatch):
+    """The claim's transaction loses its connection (seen in bench/chaos.py: the job stayed
+    queued and its message was acked, so it waited for the reaper): it is tried again on a
+    fresh connection and the job runs in this delivery, charged once."""
+    org = make_org(plan="studio")
+    make_ai_model(credits="5")
+    job = submit(org)
+    real_watermark = execution.job_watermark
+    cuts = {"left": 1, "calls": 0}
+
+    def watermark_after_a_cut(job_):
+        cuts["calls"] += 1
+        if cuts["left"]:
+            cuts["left"] -= 1
+            terminate(connection.connection.info.backend_pid)
+        return real_watermark(job_)
+
+    monkeypatch.setattr(execution, "job_watermark", watermark_after_a_cut)
+
+    assert services.generation_run(job_id=job.pk, worker="w1") == "succeeded"
+
+    assert cuts["calls"] == 2
+    assert_succeeded_once(job, org, runs_expected=[(str(job.pk), "succeeded")])
+
+
+def test_a_claim_that_keeps_losing_its_connection_leaves_the_job_queued(monkeypatch):
+    org = make_org(plan="studio")
+    make_ai_model(credits="5")
+    job = submit(org)
+
+    def always_cut(job_):
+        terminate(connection.connection.info.backend_pid)
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")  # raises: the backend is gone
+
+    monkeypatch.setattr(execution, "job_watermark", always_cut)
+
+    with pytest.raises(execution.OperationalError):
+        services.generation_run(job_id=job.pk, worker="w1")
+
+    job.refresh_from_db()
+    assert (job.status, job.attempts) == (JobStatus.QUEUED, 0)
+    assert runs(job) == []
+    assert account_of(org).held == D(5)
+    assert ledger_drift() == []

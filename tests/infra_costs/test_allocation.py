@@ -278,9 +278,10 @@ def test_empty_period(world):
 def test_concurrent_busy_pass_on_a_second_connection(monkeypatch):
     """Outside a transaction the busy pass runs on a helper connection that imports the
     report transaction's snapshot; it gives exactly what the in-transaction path gives."""
-    from infra_costs.allocation import sql, unit_cost_report
+    from infra_costs.allocation import hourly, sql, unit_cost_report
     from tests.infra_costs.conftest import World, d
 
+    monkeypatch.setattr(hourly, "eligible", lambda inp: False)  # the full engine
     world = World()
     world.pool("p", ("1.00", "2026-01-01 00:00"))
     world.up("n", "2026-01-05 00:00", "2026-01-05 02:00", pool="p")

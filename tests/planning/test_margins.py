@@ -22,14 +22,16 @@ import pytest
 from django.db import connection, transaction
 
 from accounts.models import Plan, User
-from credits.services import hold_capture, spend_authorize
+from credits.billing.models import Purchase
+from credits.models import CreditGrant
+from credits.services import hold_capture, organization_grant, spend_authorize
 from generations.models import AIModel, CreditRate, Job
 from infra_costs.allocation import unit_cost_report
 from infra_costs.allocation.grouped import grouped_costs
 from infra_costs.models import GpuRun
 from infra_costs.periods import make_period
 from planning import margins as m
-from tests.factories import UserFactory, make_org
+from tests.factories import UserFactory, account_of, make_org
 from tests.infra_costs import reference
 from tests.infra_costs.conftest import World, at
 
@@ -244,21 +246,74 @@ def _captured_job(org, *, credits: str, when: str) -> None:
     hold_capture(hold=hold, now=at(when) + timedelta(seconds=30))
 
 
-def test_revenue_is_credits_captured_in_the_period_plus_the_prorated_plan_price(data):
+def _plan_credits_left(org) -> D:
+    return sum(
+        (g.remaining for g in CreditGrant.objects.filter(account=account_of(org), source="plan")),
+        D(0),
+    )
+
+
+def _pack_bought(org, *, credits: str, usd: str) -> None:
+    grant = organization_grant(
+        organization=org,
+        amount=D(credits),
+        source="purchase",
+        reason="credits pack",
+        idempotency_key=f"pack:{uuid.uuid4()}",
+    )
+    Purchase.objects.create(
+        organization=org,
+        kind="credit_pack",
+        credits=D(credits),
+        amount_usd=D(usd),
+        status="paid",
+        grant=grant,
+    )
+
+
+def test_credit_revenue_is_what_the_captured_credits_were_paid_for(data):
+    """Plan credits are paid by the subscription (counted once, prorated); a pack's credits
+    bring what the pack cost per credit when they are spent; the overage part its price."""
     _, orgs = data
-    _captured_job(orgs["acme"], credits="40", when="2026-01-05 10:00")
-    _captured_job(orgs["acme"], credits="2.5", when="2026-01-07 23:00")
-    _captured_job(orgs["acme"], credits="100", when="2026-01-08 00:30")  # after the period
-    _captured_job(orgs["acme"], credits="7", when="2026-01-04 12:00")  # before it
+    acme = orgs["acme"]  # starter: overage allowed at 0.025 USD a credit
+    _captured_job(acme, credits="40", when="2026-01-05 10:00")  # from the plan's grant
+    assert acme_row(m.margins_report(START, END)).credit_revenue == 0
+    plan_left = _plan_credits_left(acme)
+    _pack_bought(acme, credits="500", usd="10")  # 0.02 USD a credit
+    _captured_job(acme, credits=str(plan_left + 20), when="2026-01-06 10:00")  # 20 from the pack
+    _captured_job(acme, credits="500", when="2026-01-07 23:00")  # 480 pack + 20 overage
+    _captured_job(acme, credits="100", when="2026-01-08 00:30")  # after the period
+    _captured_job(orgs["bolt"], credits="7", when="2026-01-04 12:00")  # before it
     report = m.margins_report(START, END)
-    acme = next(r for r in report.organizations if r.key == "acme")
-    assert acme.credits_captured == D("42.5")
-    assert acme.credit_revenue == D("42.5") * D("0.01")
+    row = acme_row(report)
+    assert row.credits_captured == D(40) + plan_left + 20 + 500
+    assert row.credit_revenue == D(500) * D("0.02") + D(20) * D("0.025")
     # starter: $9 a month; the period is 3 of January's 31 days.
-    assert close(acme.subscription_revenue, Fraction(9 * 3, 31))
-    assert close(acme.margin, acme.revenue - acme.gpu_cost - acme.other_cost)
+    assert close(row.subscription_revenue, Fraction(9 * 3, 31))
+    assert close(row.margin, row.revenue - row.gpu_cost - row.other_cost)
     dune = next(r for r in report.organizations if r.key == "dune")
     assert dune.subscription_revenue == 0  # free
+    bolt = next(r for r in report.organizations if r.key == "bolt")
+    assert bolt.credits_captured == 0
+
+
+def test_a_partial_capture_counts_only_what_was_charged(data):
+    _, orgs = data
+    acme = orgs["acme"]
+    _pack_bought(acme, credits="500", usd="10")
+    spend = _plan_credits_left(acme)
+    _captured_job(acme, credits=str(spend), when="2026-01-05 09:00")  # the plan's credits
+    hold = spend_authorize(
+        organization=acme, amount=D(100), key=f"job:{uuid.uuid4()}", now=at("2026-01-05 10:00")
+    )
+    hold_capture(hold=hold, amount=D(30), now=at("2026-01-05 10:01"))
+    row = acme_row(m.margins_report(START, END))
+    assert row.credits_captured == spend + 30
+    assert row.credit_revenue == D(30) * D("0.02")
+
+
+def acme_row(report):
+    return next(r for r in report.organizations if r.key == "acme")
 
 
 def test_months_in_counts_each_month_by_its_own_length():
@@ -369,7 +424,7 @@ def test_organizations_csv_has_the_reports_rows_in_order(staff_client, data):
         assert row["plan"] == exp.plan
     cyan = next(r for r in rows if r["organization"] == "cyan")
     assert D(cyan["credits_captured"]) == D("300")
-    assert D(cyan["credit_revenue_usd"]) == D("3.000000")
+    assert D(cyan["credit_revenue_usd"]) == D("0.000000")  # the plan's credits
     total = sum(D(r["gpu_cost_usd"]) for r in rows)
     assert abs(total - report.customer_gpu_cost) <= TOL * len(rows)
 

@@ -22,7 +22,9 @@ module-level functions at the boundaries (restored after each seed):
 Then the seed *settles* (broker up, no faults: every message delivered, the clock past the
 lease and the requeue horizon, the reaper, again until quiet) and the invariants are checked
 (`invariants`). Each seed runs inside a savepoint rolled back at its end, on one connection,
-over organizations and models created once (`World`).
+over organizations and models created once (`World`). About one seed in ten submits and
+cancels through the HTTP API instead (`through_api`); `parallel` spreads the seeds over worker
+processes.
 """
 
 from __future__ import annotations
@@ -31,8 +33,6 @@ import contextlib
 import random
 import shutil
 import tempfile
-import types
-import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -46,12 +46,13 @@ from kombu.exceptions import OperationalError as KombuOperationalError
 
 from config.errors import ServiceError
 from credits import services as credits_services
-from generations import services, tasks
+from generations import services
 from generations.backends import BackendError
 from generations.models import Job, JobStatus
-from generations.services import cancel as cancel_module
-from generations.services import execution, reaper, spool, submission
-from infra_costs import services as infra_costs_services
+from tests.simulation.billing import SETTINGS as BILLING_SETTINGS
+from tests.simulation.billing import Billing, drives_billing
+from tests.simulation.boundaries import install
+from tests.simulation.through_api import HttpDriver, drives_http
 
 LEASE_S = 30
 REQUEUE_AFTER_S = 120
@@ -83,8 +84,10 @@ class World:
 
     @classmethod
     def create(cls) -> World:
+        from credits.billing.catalog import packs_ensure_defaults
         from tests.factories import make_account, make_ai_model, make_pool
 
+        packs_ensure_defaults()  # auto top-up's pack (tests/simulation/billing.py)
         accounts = [
             make_account(plan="studio", credits="100000", slug="sim-studio"),
             make_account(plan="creator", credits="100000", slug="sim-creator"),
@@ -150,6 +153,9 @@ class Sim:
     hooks_base: int = 0  # on-commit hooks registered before the seed (none of ours)
     # Fault probabilities (per boundary crossing), drawn once per seed so seeds differ in mood.
     p: dict = field(default_factory=dict)
+    http: object = None  # an HttpDriver when the seed goes through the API
+    billing: object = None  # a billing.Billing when the seed has auto top-up and webhooks
+    owner: dict = field(default_factory=dict)  # job id -> its organization
 
     # -- clock
     def now(self) -> datetime:
@@ -304,20 +310,27 @@ class Sim:
     # -- steps ---------------------------------------------------------------------------------
     def submit(self) -> None:
         org, model_slug, prompt = self.pending_submits.pop(0)
-        try:
-            job, _created = services.generation_submit(
-                organization=org,
-                model_slug=model_slug,
-                params={"prompt": prompt, "seed": self.rng.randrange(1000)},
-                idempotency_key=f"sim-{self.seed}-{len(self.jobs)}",
+        params = {"prompt": prompt, "seed": self.rng.randrange(1000)}
+        key = f"sim-{self.seed}-{len(self.jobs)}"
+        if self.http is not None:  # through the API (tests/simulation/through_api.py)
+            job_id = self.http.submit(
+                organization=org, model_slug=model_slug, params=params, idempotency_key=key
             )
-        except ServiceError as exc:
-            self.log(f"submit refused: {exc.__class__.__name__}")
-            return
-        except OperationalError:
-            self.log("submit failed: connection lost")
-            return
-        job_id = str(job.pk)
+            if job_id is None:
+                return
+        else:
+            try:
+                job, _created = services.generation_submit(
+                    organization=org, model_slug=model_slug, params=params, idempotency_key=key
+                )
+            except ServiceError as exc:
+                self.log(f"submit refused: {exc.__class__.__name__}")
+                return
+            except OperationalError:
+                self.log("submit failed: connection lost")
+                return
+            job_id = str(job.pk)
+        self.owner[job_id] = org
         self.jobs.append(job_id)
         self.pinned[job_id] = self.world.prices[model_slug]
         self.log(f"submit {job_id[:8]} {model_slug} {prompt!r}")
@@ -343,6 +356,10 @@ class Sim:
 
     def cancel(self) -> None:
         job_id = self.rng.choice(self.jobs)
+        if self.http is not None:
+            if self.http.cancel(organization=self.owner[job_id], job_id=job_id):
+                self.log(f"cancel {job_id[:8]}")
+            return
         try:
             services.generation_cancel(job=Job(pk=job_id))
             self.log(f"cancel {job_id[:8]}")
@@ -374,6 +391,8 @@ class Sim:
         if self.jobs:
             choices += [self.cancel]
         choices += [self.reap, self.price_change, self._clock, self._broker, self.hold_sweep]
+        if self.billing is not None:
+            choices += self.billing.steps()
         self.rng.choice(choices)()
         self.committed()
         self.advance(0.001)
@@ -432,6 +451,8 @@ class Sim:
             self.committed()
             if not self.queue and not self.unacked:
                 self.advance(3600)  # nothing published: whatever the lapse, a day goes by
+        if self.billing is not None:
+            self.billing.settle()
 
 
 def _draw_mood(rng: random.Random) -> dict:
@@ -505,17 +526,26 @@ def run_seed(seed: int, world: World, *, extra_patches=None) -> SeedResult:
     prices = dict(world.prices)
     patches = Patches()
     spool_dir = tempfile.mkdtemp(prefix=f"sim-spool-{seed}-")
+    with_billing = drives_billing(seed)
     with (
-        override_settings(**SIM_SETTINGS, GENERATIONS_SPOOL_DIR=Path(spool_dir)),
+        override_settings(
+            **SIM_SETTINGS,
+            **(BILLING_SETTINGS if with_billing else {}),
+            GENERATIONS_SPOOL_DIR=Path(spool_dir),
+        ),
         time_machine.travel(BASE_TIME, tick=False) as traveller,
         seed_savepoint(),
     ):
         sim = Sim(seed=seed, world=world, rng=rng, traveller=traveller, p=_draw_mood(rng))
+        if drives_http(seed):
+            sim.http = HttpDriver(sim)
         sim.hooks_base = len(connection.run_on_commit)
         try:
-            _install(patches, sim)
+            install(patches, sim)
             if extra_patches is not None:
                 extra_patches(patches, sim)
+            if with_billing:
+                sim.billing = Billing(sim, patches)
             before = snapshot(world)
             orgs = world.orgs[: rng.randint(1, 2)]
             for _ in range(rng.choice([2, 2, 2, 3, 3, 4, 5, 6])):
@@ -531,72 +561,10 @@ def run_seed(seed: int, world: World, *, extra_patches=None) -> SeedResult:
                 sim.committed()
             sim.settle()
             violations = check(sim, before)
+            if sim.billing is not None:
+                violations += sim.billing.check()
         finally:
             patches.undo()
             world.prices = prices
             shutil.rmtree(spool_dir, ignore_errors=True)
         return SeedResult(seed=seed, violations=violations, trace=sim.trace, jobs=len(sim.jobs))
-
-
-def _install(patches: Patches, sim: Sim) -> None:
-    patches.set(tasks, "run_generation", types.SimpleNamespace(apply_async=sim.apply_async))
-    patches.set(reaper, "broker_scan", sim.broker_scan)
-    patches.set(reaper, "unacked_forget", sim.unacked_forget)
-    # A lost connection is simulated: "reconnecting" keeps the seed's one real connection,
-    # and the finish's backoff sleeps (with the seed's jitter) move the simulated clock.
-    patches.set(execution, "connection", _KeepConnection())
-    patches.set(spool, "connection", _KeepConnection())
-    patches.set(execution, "time", types.SimpleNamespace(sleep=sim.sleep))
-    patches.set(execution, "random", sim.rng)
-    # Deterministic job ids (the reaper orders by them on ties): drawn from the seed.
-    patches.set(
-        submission,
-        "uuid",
-        types.SimpleNamespace(uuid4=lambda: uuid.UUID(int=sim.rng.getrandbits(128), version=4)),
-    )
-    real_get_backend = execution.get_backend
-
-    def get_backend(name):
-        real = real_get_backend(name)
-        return types.SimpleNamespace(
-            pick_node=real.pick_node,
-            run=lambda request, *, node: sim.backend_run(real, request, node=node),
-        )
-
-    patches.set(execution, "get_backend", get_backend)
-    patches.set(execution, "_Heartbeat", _NoHeartbeat)
-    patches.set(execution, "_finish", sim.finish_wrapper(execution._finish))
-    for name in ("gpu_run_start", "gpu_run_finish"):
-        patches.set(
-            infra_costs_services, name, sim.db_fault(name, getattr(infra_costs_services, name))
-        )
-    for name in ("hold_capture", "hold_release"):
-        patches.set(execution, name, sim.db_fault(name, getattr(execution, name)))
-    patches.set(
-        cancel_module, "hold_release", sim.db_fault("hold_release", cancel_module.hold_release)
-    )
-
-
-class _KeepConnection:
-    """`django.db.connection` whose close() does nothing: the seed runs in a savepoint on one
-    connection, so a simulated connection loss must not really drop it."""
-
-    def close(self) -> None:
-        pass
-
-    def __getattr__(self, name):
-        return getattr(connection, name)
-
-
-class _NoHeartbeat:
-    """The lease is renewed by the simulated clock's rules instead: a run shorter than the lease
-    never lapses, a stalled one (the `stall` fault) does."""
-
-    def __init__(self, *args, **kwargs):
-        pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False

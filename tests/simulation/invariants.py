@@ -19,9 +19,11 @@ GIVEN_BACK = {HoldStatus.RELEASED, HoldStatus.EXPIRED}
 
 
 def snapshot(world) -> dict:
-    """Each organization's account before the seed: balance and held."""
+    """Each organization's account before the seed: balance, held, and its last ledger entry
+    (the grants after it are the seed's: auto top-ups, tests/simulation/billing.py)."""
+    last = LedgerEntry.objects.order_by("-id").values_list("id", flat=True).first() or 0
     return {
-        a.organization_id: (a.pk, a.balance, a.held)
+        a.organization_id: (a.pk, a.balance, a.held, last)
         for a in CreditAccount.objects.filter(organization__in=world.orgs)
     }
 
@@ -54,12 +56,15 @@ def check(sim, before: dict) -> list[str]:
     accounts = {
         a.organization_id: a for a in CreditAccount.objects.filter(organization_id__in=before)
     }
-    for org_id, (account_id, balance, held) in before.items():
+    for org_id, (account_id, balance, held, last_entry) in before.items():
         account = accounts[org_id]
         charged = sum(
             (j.credits_charged or Decimal(0)) for j in jobs if j.organization_id == org_id
         )
-        decrease = balance - account.balance
+        granted = LedgerEntry.objects.filter(
+            account_id=account_id, kind=EntryKind.GRANT, id__gt=last_entry
+        ).aggregate(s=Sum("balance_delta"))["s"] or Decimal(0)
+        decrease = balance - account.balance + granted
         captured = -(
             LedgerEntry.objects.filter(
                 account_id=account_id, kind=EntryKind.CAPTURE, hold_id__in=hold_ids
@@ -80,7 +85,7 @@ def check(sim, before: dict) -> list[str]:
             v.append(f"org {org_id}: held went from {held} to {account.held} after settling")
 
     # 5. check_ledger clean
-    for drift in ledger_drift(account_ids=[a for a, _, _ in before.values()]):
+    for drift in ledger_drift(account_ids=[a for a, *_ in before.values()]):
         v.append(f"ledger drift: {drift}")
 
     # 6. one GPU-run row per attempt, none left running; the charge matches the outcome and

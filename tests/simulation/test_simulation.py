@@ -12,11 +12,15 @@ import pytest
 
 from tests.simulation import mutants
 from tests.simulation.harness import run_seed
+from tests.simulation.parallel import Unavailable, run_parallel, trace_digest
 
-# make test's default: 600 seeds (~1.5 min on the shared 2-core machine, 150–200 ms a seed);
-# SIM_SEEDS=2000 (or bench/soak.py) for more. The issue's 2,000-in-2-minutes is not met yet.
-SEEDS = int(os.environ.get("SIM_SEEDS", "600"))
+# make test's default: 2,000 seeds (issue 13) over 2 worker processes (simulation/parallel.py).
+# A seed costs 150-220 ms of CPU (the services' ~190 SQL statements): even with both cores free
+# that is 75-110 ms a seed, so the 2-minute target is not met (docs/reliability.md, "Speed").
+# SIM_SEEDS for more or fewer (bench/soak.py for many more), SIM_WORKERS=1 for one process.
+SEEDS = int(os.environ.get("SIM_SEEDS", "2000"))
 FIRST_SEED = int(os.environ.get("SIM_FIRST_SEED", "0"))
+WORKERS = int(os.environ.get("SIM_WORKERS", str(min(2, os.cpu_count() or 1))))
 MAX_REPORTED = 5
 
 
@@ -31,13 +35,32 @@ def run_seeds(world, seeds, *, stop_after: int = MAX_REPORTED, **kwargs):
     return failures
 
 
-def test_every_seed_keeps_the_invariants_under_faults(world):
+def test_every_seed_keeps_the_invariants_under_faults(request, django_db_setup, django_db_blocker):
+    seeds = range(FIRST_SEED, FIRST_SEED + SEEDS)
     started = time.perf_counter()
-    failures = run_seeds(world, range(FIRST_SEED, FIRST_SEED + SEEDS))
+    run = None
+    if WORKERS > 1:
+        try:
+            with django_db_blocker.unblock():  # the workers' copies need no session on it
+                run = run_parallel(seeds, workers=WORKERS, stop_after=MAX_REPORTED)
+        except Unavailable as exc:
+            print(f"\nfault simulation: no worker databases ({exc}); running in this process")
+    if run is not None:
+        failures, done, workers = run.failures, run.done, WORKERS
+    else:
+        failures, done, workers = run_seeds(request.getfixturevalue("world"), seeds), SEEDS, 1
     elapsed = time.perf_counter() - started
-    each = 1000 * elapsed / max(SEEDS, 1)
-    print(f"\nfault simulation: {SEEDS} seeds in {elapsed:.1f} s ({each:.0f} ms each)")
+    each = 1000 * elapsed / max(done, 1)
+    print(
+        f"\nfault simulation: {done} seeds in {elapsed:.1f} s ({each:.0f} ms each, "
+        f"{workers} process(es))"
+    )
     assert not failures, "\n\n".join(r.report() for r in failures)
+    if run is not None and seeds:
+        # A seed replays the same in the test process as in a worker.
+        seed = seeds[len(seeds) // 2]
+        again = run_seed(seed, request.getfixturevalue("world"))
+        assert trace_digest(again.trace) == run.digests[seed], f"seed {seed} diverged"
 
 
 def test_replay(world, request):

@@ -56,7 +56,7 @@ OPERATIONS: dict[str, Operation] = {
     "generation_cancel": Operation("POST", "/api/v1/generations/{id}/cancel/"),
     # SPEC §7 endpoints; a server without them answers 404 (NotFound).
     "generation_quote": Operation("POST", "/api/v1/generations/quote/"),
-    "usage_event_create": Operation("POST", "/api/v1/usage-events/", headers=("Idempotency-Key",)),
+    "usage_event_create": Operation("POST", "/api/v1/usage-events/"),
 }
 
 
@@ -250,9 +250,11 @@ class Client:
     def cancel(self, generation_id: str) -> Job:
         return Job.from_dict(self.request("generation_cancel", path_params={"id": generation_id}))
 
-    def usage_event(self, event: Mapping[str, Any], *, idempotency_key: str) -> dict[str, Any]:
-        """Record a metered usage event (SPEC §7); `idempotency_key` is required."""
-        return self.request("usage_event_create", json=dict(event), idempotency_key=idempotency_key)
+    def usage_events(self, events: list[Mapping[str, Any]]) -> dict[str, Any]:
+        """Record metered usage events (SPEC §7), 1 to 100 in one all-or-nothing batch. Each
+        event carries its own idempotency key as `id` (CloudEvents-like: `id`, `type` = the
+        meter's slug, `time`, `quantity`), so sending a batch again charges nothing twice."""
+        return self.request("usage_event_create", json={"events": [dict(e) for e in events]})
 
     def wait(
         self, generation_id: str, timeout: float = 300.0, *, poll_interval: float = 0.5

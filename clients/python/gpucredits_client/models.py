@@ -350,11 +350,17 @@ class Quote:
     """`POST /generations/quote/` (SPEC §7): the price of a submission, nothing held."""
 
     __component__: ClassVar[str] = "Quote"
+    model: str
     credits: Decimal
+    list_credits: Decimal
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Quote:
-        return cls(credits=Decimal(d["credits"]))
+        return cls(
+            model=d["model"],
+            credits=Decimal(d["credits"]),
+            list_credits=Decimal(d["list_credits"]),
+        )
 
 
 # Every resource class, for the schema-agreement test.

@@ -1,5 +1,6 @@
 from django.core.management.base import BaseCommand
 
+from credits.budgets.selectors import budgets_reconcile
 from credits.models import CreditAccount
 from credits.selectors import ledger_drift
 
@@ -9,7 +10,8 @@ class Command(BaseCommand):
         "Verify the credits ledger of every account: balance == sum of posting entries, "
         "held == sum of open holds, each grant's remaining agrees with the entries drawn from "
         "it, available == balance - held == grants remaining - unfunded, and each entry's "
-        "balance/held after follow the chain. Exits 1 on any drift."
+        "balance/held after follow the chain; each budget's reserved == its open holds' "
+        "reservations and its use this period == what was captured in it. Exits 1 on any drift."
     )
 
     def add_arguments(self, parser):
@@ -28,6 +30,10 @@ class Command(BaseCommand):
         ids = list(accounts.values_list("pk", flat=True)) if orgs else None
         count = accounts.count()
         drifts = ledger_drift(account_ids=ids)
+        # Budgets agree with their holds' reservations (credits.budgets: reserved == open
+        # reservations, this period's use == what was captured in it).
+        budget_orgs = accounts.values_list("organization_id", flat=True) if orgs else None
+        drifts += budgets_reconcile(organization_ids=budget_orgs)
         if drifts:
             for drift in drifts:
                 self.stderr.write(self.style.ERROR(f"DRIFT {drift}"))
