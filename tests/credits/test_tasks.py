@@ -45,6 +45,7 @@ def test_beat_schedule_runs_each_task_at_its_interval():
         "credits.tasks.billing_prune_webhook_refusals": 3600.0,
         # Spend velocity pause (credits.velocity): tests/credits/test_velocity.py.
         "credits.tasks.credits_velocity_watch": 60.0,
+        "credits.tasks.credits_trials_end_due": 300.0,
     }
     from config.celery_app import app
 
