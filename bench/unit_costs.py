@@ -19,6 +19,9 @@ Each path runs --repeat times (median reported); then every number of the two re
 compared (to 1e-6) and the targets are checked: SQL < 10 s and at least 3x (day windows) or 2x
 (hour windows) faster than pandas (issue 16). The SQL path reads the per-hour aggregates
 (`infra_costs.allocation.hourly`), built once after generating (timed).
+With --import, the jobs are also written out as an import_jobs CSV file, truncated and imported
+back (`services.jobs_import_csv`: checks, insert, FK checks, the aggregates of every hour), then
+re-imported; the first import is checked against 20 s per 1M rows (issue 16).
 Exit status 1 when the numbers differ or a target is missed.
 
 The database (default gpucredits_bench_unit_costs) is created when missing and migrated.
@@ -48,6 +51,7 @@ MODELS = 8
 TOLERANCE = 1e-6
 TARGET_S = 10.0
 TARGET_RATIO = {"day": 3.0, "hour": 2.0}  # issue 16
+IMPORT_TARGET_S = 20.0  # issue 16: import_jobs of 1M rows
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -63,6 +67,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--repeat", type=int, default=3, help="runs per path (median reported)")
     p.add_argument("--regenerate", action="store_true", help="drop and regenerate the data")
     p.add_argument("--explain", action="store_true", help="print EXPLAIN ANALYZE of the SQL")
+    p.add_argument(
+        "--import",
+        dest="import_jobs",
+        action="store_true",
+        help="also time the import of the generated jobs as a CSV file (the jobs are written "
+        "out, truncated and imported back, then re-imported; issue 16: 1M rows <= 20 s)",
+    )
     return p.parse_args(argv)
 
 
@@ -176,6 +187,70 @@ def generate(days: int, jobs: int, regenerate: bool) -> None:
         cur.execute("VACUUM ANALYZE infra_costs_gpurun")
         cur.execute("VACUUM ANALYZE infra_costs_uptimeinterval")
     print(f"data: generated {jobs:,} jobs over {days} days in {time.perf_counter() - t0:.1f} s")
+
+
+# --- Import -----------------------------------------------------------------------------------
+
+
+def _jobs_csv(jobs: int) -> Path:
+    """The generated jobs as an import_jobs CSV file (written once, reused)."""
+    import tempfile
+
+    from django.db import connection
+
+    path = Path(tempfile.gettempdir()) / f"gpc_bench_jobs_{jobs}.csv"
+    if path.exists():
+        return path
+    part = path.with_suffix(".part")
+    with connection.cursor() as cur, open(part, "wb") as out:
+        out.write(b"external_id,model,node,started_at,finished_at,status\n")
+        iso = "to_char({} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"+00:00\"')"
+        with cur.copy(
+            "COPY (SELECT r.external_id, r.model_slug, n.name, "
+            f"{iso.format('r.started_at')}, {iso.format('r.finished_at')}, r.status "
+            "FROM infra_costs_gpurun r JOIN infra_costs_node n ON n.id = r.node_id "
+            "WHERE r.external_id LIKE 'bench-%%' ORDER BY r.id) TO STDOUT WITH (FORMAT csv)"
+        ) as copy:
+            for data in copy:
+                out.write(data)
+    part.rename(path)
+    return path
+
+
+def bench_import(jobs: int) -> bool:
+    """Truncate the runs, import them back from the CSV file (timed, with the aggregates of
+    every hour, as `manage.py import_jobs` does), then re-import (nothing added)."""
+    from django.db import connection
+
+    from infra_costs.imports import open_csv
+    from infra_costs.models import GpuRun
+    from infra_costs.services import jobs_import_csv
+
+    path = _jobs_csv(jobs)
+    with connection.cursor() as cur:
+        cur.execute("TRUNCATE infra_costs_gpurun")
+        cur.execute("VACUUM ANALYZE infra_costs_gpurun")
+    times = {}
+    for label in ("first", "again"):
+        t0 = time.perf_counter()
+        with open_csv(str(path)) as stream:
+            result = jobs_import_csv(stream=stream)
+        times[label] = time.perf_counter() - t0
+        print(
+            f"import ({label}): {result.imported:,} imported, {result.already_present:,} "
+            f"already present in {times[label]:.1f} s"
+        )
+    ok = GpuRun.objects.count() == jobs
+    with connection.cursor() as cur:
+        cur.execute("VACUUM ANALYZE infra_costs_gpurun")
+    passed = times["first"] <= IMPORT_TARGET_S * jobs / JOBS
+    print(
+        f"target import of {jobs:,} jobs <= {IMPORT_TARGET_S * jobs / JOBS:.0f} s: "
+        f"{'PASS' if passed else 'MISS'}"
+    )
+    if not ok:
+        print("MISMATCH: the import did not bring back every job")
+    return ok and passed
 
 
 # --- The pandas implementation ---------------------------------------------------------------
@@ -542,6 +617,7 @@ def main(argv=None) -> int:
         t0 = time.perf_counter()
         hours = cost_aggregates_refresh()
         print(f"aggregates: {hours:,} hours built in {time.perf_counter() - t0:.1f} s")
+    import_ok = bench_import(args.jobs) if args.import_jobs else True
     end = date.fromordinal(START.toordinal() + args.days)
     period = make_period(START, end, window=args.window)
     pool_slugs = dict(NodePool.objects.values_list("id", "slug"))
@@ -608,7 +684,7 @@ def main(argv=None) -> int:
     ):
         print(f"target {name}: {'PASS' if passed else 'MISS'}")
         ok = ok and passed
-    return 0 if ok else 1
+    return 0 if ok and import_ok else 1
 
 
 if __name__ == "__main__":

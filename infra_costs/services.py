@@ -19,7 +19,8 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, TextIO
 
-from django.db import transaction
+from django.db import connection, transaction
+from django.utils import timezone
 
 from accounts.services import audit_record
 from infra_costs.allocation import hourly
@@ -136,6 +137,10 @@ def cost_aggregates_refresh() -> int:
 # --- Live GPU runs ------------------------------------------------------------------------------
 
 
+RUN_TABLE = GpuRun._meta.db_table
+NODE_TABLE = Node._meta.db_table
+
+
 def _node_ensure(*, pool: NodePool, name: str) -> Node:
     node, _ = Node.objects.get_or_create(name=name, defaults={"pool": pool})
     if node.pool_id != pool.pk:
@@ -146,7 +151,50 @@ def _node_ensure(*, pool: NodePool, name: str) -> Node:
 def gpu_run_start(
     *, external_id: str, model_slug: str, pool: NodePool, node_name: str, started_at: datetime
 ) -> GpuRun:
-    """A job attempt started on a node. Idempotent per external_id."""
+    """A job attempt started on a node. Idempotent per external_id.
+
+    One statement when the node is known (every run after a node's first): the run is inserted
+    with its node looked up by name in the same INSERT. A new node, a node of another pool or
+    a replay inserts nothing there and takes the general path below."""
+    created_at = timezone.now()
+    with connection.cursor() as cur:
+        cur.execute(
+            f"""
+            INSERT INTO {RUN_TABLE} (external_id, model_slug, pool_id, node_id, started_at,
+                                     finished_at, status, source, created_at)
+            SELECT %(external_id)s, %(model_slug)s, n.pool_id, n.id, %(started_at)s,
+                   NULL, %(status)s, %(source)s, %(created_at)s
+            FROM {NODE_TABLE} n WHERE n.name = %(node)s AND n.pool_id = %(pool)s
+            ON CONFLICT (external_id) DO NOTHING
+            RETURNING id, node_id
+            """,
+            {
+                "external_id": external_id,
+                "model_slug": model_slug,
+                "started_at": started_at,
+                "status": RunStatus.RUNNING.value,
+                "source": RunSource.LIVE.value,
+                "created_at": created_at,
+                "node": node_name,
+                "pool": pool.pk,
+            },
+        )
+        row = cur.fetchone()
+    if row is not None:
+        run = GpuRun(
+            id=row[0],
+            external_id=external_id,
+            model_slug=model_slug,
+            pool=pool,
+            node_id=row[1],
+            started_at=started_at,
+            status=RunStatus.RUNNING,
+            source=RunSource.LIVE,
+            created_at=created_at,
+        )
+        run._state.adding = False
+        run._state.db = "default"
+        return run
     node = _node_ensure(pool=pool, name=node_name)
     run, _ = GpuRun.objects.get_or_create(
         external_id=external_id,
@@ -155,8 +203,8 @@ def gpu_run_start(
             "pool": pool,
             "node": node,
             "started_at": started_at,
-            "status": RunStatus.RUNNING,
-            "source": RunSource.LIVE,
+            "status": RunStatus.RUNNING.value,
+            "source": RunSource.LIVE.value,
         },
     )
     return run

@@ -51,6 +51,7 @@ from credits.billing.stripe_objects import (
     subscription_price_id,
 )
 from credits.models import CreditGrant, GrantSource, LedgerEntry
+from credits.trials.models import OrganizationTrial
 
 logger = logging.getLogger(__name__)
 
@@ -165,6 +166,7 @@ def activate(
         stripe_subscription_id=subscription_id,
     )
     _clear_past_due(organization, sub)
+    _trial_converted(organization, now=period_start, subscription_id=subscription_id)
     # A new subscription: no state of it applied yet (the next subscription event applies).
     StripeCustomer.objects.filter(organization=organization).update(subscription_synced_at=None)
     audit_record(
@@ -182,6 +184,23 @@ def activate(
         )
         transaction.on_commit(lambda: _cancel_in_stripe_quietly(old_subscription))
     return f"activated {plan.slug} (subscription {subscription_id}, via {via})"
+
+
+def _trial_converted(organization: Organization, *, now: datetime, subscription_id: str) -> None:
+    """A paid subscription replaces a running free trial: the trial is marked ended (so
+    `trials_end_due` never downgrades the organization) and the conversion audited."""
+    trial = OrganizationTrial.objects.filter(
+        organization=organization, ended_at__isnull=True
+    ).first()
+    if trial is None:
+        return
+    OrganizationTrial.objects.filter(pk=trial.pk).update(ended_at=now)
+    audit_record(
+        action="trial.converted",
+        organization=organization,
+        target=trial,
+        data={"subscription": subscription_id},
+    )
 
 
 def checkout_completed(*, organization: Organization, session: Obj, event_created: datetime) -> str:

@@ -26,6 +26,7 @@ pages = [
     path("low-balance/", views.billing_low_balance, name="billing_low_balance"),
     path("promo/", promos.promo_redeem, name="billing_promo"),
     path("trial/", trials.trial_start, name="billing_trial"),
+    path("trial/end/", trials.trial_end, name="billing_trial_end"),
     path("velocity/resume/", velocity.velocity_resume, name="billing_velocity_resume"),
 ]
 

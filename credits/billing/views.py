@@ -59,7 +59,7 @@ from credits.billing.errors import (
 )
 from credits.money import credits_to_usd, round_usd_for_display
 from credits.trials.referrals import referral_link
-from credits.trials.selectors import trial_status
+from credits.trials.selectors import TRIAL_REFUSED, trial_status, trialing_without_card
 from credits.velocity.selectors import velocity_status
 
 logger = logging.getLogger(__name__)
@@ -127,6 +127,11 @@ def _page(request: HttpRequest) -> HttpResponseRedirect:
     return HttpResponseRedirect(reverse("credits:billing"), status=303)
 
 
+def _trial_refused(request: HttpRequest) -> HttpResponseRedirect:
+    messages.error(request, TRIAL_REFUSED)
+    return _page(request)
+
+
 def _offsite(url: str) -> HttpResponse:
     """303 See Other to Stripe (Checkout or the portal), never cached."""
     response = HttpResponse(status=303)
@@ -170,8 +175,12 @@ class InvoiceRow:
 
 def _plan_options(status, *, enabled: bool) -> list[PlanOption]:
     """Each plan for sale with what its button does. `enabled`: Stripe is configured and the
-    user may manage billing (said once on the page, not on every plan)."""
+    user may manage billing (said once on the page, not on every plan). During a free trial
+    only the trial's plan is offered, to subscribe to."""
     current = status.plan
+    if trialing_without_card(status.subscription):
+        trial_plan = billing_selectors.plans_for_sale().filter(pk=getattr(current, "pk", None))
+        return [PlanOption(p, True, "subscribe", not enabled, "") for p in trial_plan]
     by_contract = current is not None and not current.is_public
     options = []
     for plan in billing_selectors.plans_for_sale():
@@ -293,6 +302,7 @@ def _context(
         "configured": configured,
         "actions_enabled": configured and can_manage,
         "status": status,
+        "trialing": trialing_without_card(subscription),
         "subscription": subscription,
         "plan": plan,
         "period_credits": billing_selectors.period_plan_credits(
@@ -410,7 +420,10 @@ def billing_plan(request: HttpRequest) -> HttpResponse:
         raise Http404("No such plan for sale.")
     organization = request.organization
     status = billing_selectors.billing_status(organization=organization)
-    if status.plan is not None and status.plan.pk == plan.pk:
+    if trialing_without_card(status.subscription):
+        if status.plan is None or status.plan.pk != plan.pk:
+            return _trial_refused(request)
+    elif status.plan is not None and status.plan.pk == plan.pk:
         messages.info(request, f"{organization.name} is already on the {plan.name} plan.")
         return _page(request)
     if not status.stripe_managed:
@@ -481,6 +494,8 @@ def billing_cancel(request: HttpRequest) -> HttpResponse:
     if not _guard(request):
         return _page(request)
     status = billing_selectors.billing_status(organization=request.organization)
+    if trialing_without_card(status.subscription):
+        return _trial_refused(request)
     end = status.subscription.current_period_end if status.subscription else None
     when = f" on {date_format(end, 'j F Y')}" if end else " at the end of the period"
     _run(
@@ -501,6 +516,10 @@ def billing_cancel(request: HttpRequest) -> HttpResponse:
 def billing_resume(request: HttpRequest) -> HttpResponse:
     if not _guard(request):
         return _page(request)
+    if trialing_without_card(
+        billing_selectors.billing_status(organization=request.organization).subscription
+    ):
+        return _trial_refused(request)
     _run(
         request,
         lambda: checkout.subscription_resume(organization=request.organization, actor=request.user),

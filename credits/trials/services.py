@@ -26,6 +26,8 @@ OWNERS_ONLY = "Only owners can start a trial."
 ALREADY = "Your organization has already had a free trial."
 FREE_ONLY = "Trials are for organizations on the free plan."
 NOT_AVAILABLE = "This trial is not available."
+NOT_TRIALING = "Your organization is not on a free trial."
+OWNERS_ONLY_END = "Only owners can end the trial."
 
 
 def _lock(organization: Organization) -> Subscription:
@@ -119,8 +121,10 @@ def trials_end_due(*, now: datetime | None = None) -> int:
     now = now or timezone.now()
     done = 0
     due = OrganizationTrial.objects.filter(ended_at__isnull=True, ends_at__lte=now)
-    for trial_id in list(due.values_list("pk", flat=True)):
+    for trial_id, org_id in list(due.values_list("pk", "organization_id")):
         with transaction.atomic(durable=True):
+            # Lock order: the subscription, then the trial (as a converting `activate` does).
+            sub = _lock(Organization(pk=org_id))
             trial = (
                 OrganizationTrial.objects.select_for_update()
                 .select_related("organization", "plan_trial__plan")
@@ -128,7 +132,6 @@ def trials_end_due(*, now: datetime | None = None) -> int:
             )
             if trial.ended_at is not None:
                 continue
-            sub = _lock(trial.organization)
             if sub.status == SubscriptionStatus.TRIALING and not sub.stripe_subscription_id:
                 downgrade_to_free(
                     sub,
@@ -140,3 +143,50 @@ def trials_end_due(*, now: datetime | None = None) -> int:
             audit_record(action="trial.ended", organization=trial.organization, target=trial)
             done += 1
     return done
+
+
+def trial_end(
+    *, organization: Organization, actor, now: datetime | None = None
+) -> OrganizationTrial:
+    """End the organization's running trial now (owners only): back to the free plan through
+    `downgrade_to_free` (like any downgrade, the credits already granted stay until they
+    expire at the trial's planned end). Idempotent: a trial already ended
+    (or converted to a paid subscription) is returned unchanged. Raises ValidationError when
+    the organization never had a trial, or PermissionDenied."""
+    membership = (
+        Membership.objects.filter(organization=organization, user=actor).first()
+        if actor is not None and actor.is_authenticated
+        else None
+    )
+    if membership is None or membership.role != Role.OWNER:
+        raise PermissionDenied(OWNERS_ONLY_END)
+    now = now or timezone.now()
+    with transaction.atomic(durable=True):
+        sub = _lock(organization)  # lock order: the subscription, then the trial
+        trial = (
+            OrganizationTrial.objects.select_for_update()
+            .select_related("organization", "plan_trial__plan", "grant")
+            .filter(organization=organization)
+            .first()
+        )
+        if trial is None:
+            raise ValidationError(NOT_TRIALING)
+        if trial.ended_at is not None:
+            return trial
+        if sub.status == SubscriptionStatus.TRIALING and not sub.stripe_subscription_id:
+            downgrade_to_free(
+                sub,
+                now=now,
+                reason=f"Your free trial of {trial.plan_trial.plan.name} was ended early.",
+                dedupe=f"trial-ended:{trial.pk}",
+            )
+        OrganizationTrial.objects.filter(pk=trial.pk).update(ended_at=now)
+        trial.ended_at = now
+        audit_record(
+            action="trial.ended",
+            organization=organization,
+            actor=actor,
+            target=trial,
+            data={"early": True},
+        )
+    return trial

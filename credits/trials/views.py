@@ -1,4 +1,4 @@
-"""The billing page's "Start a free trial" button (owners of free organizations): POST, then
+"""The billing page's "Start a free trial" and "End trial now" buttons (owners): POST, then
 back to the page with a message."""
 
 from __future__ import annotations
@@ -39,5 +39,27 @@ def trial_start(request: HttpRequest) -> HttpResponseRedirect:
             request,
             f"Your free trial of {trial.plan_trial.plan.name} has started: "
             f"{format_credits(trial.grant.amount)} credits, until {trial.ends_at:%-d %b %Y}.",
+        )
+    return HttpResponseRedirect(reverse("credits:billing") + "#trial", status=303)
+
+
+@require_POST
+@organization_required
+def trial_end(request: HttpRequest) -> HttpResponseRedirect:
+    """ "End trial now" (owners): back to the free plan at once."""
+    membership = getattr(request, "membership", None)
+    if membership is None or membership.role != Role.OWNER:
+        raise DjangoPermissionDenied(services.OWNERS_ONLY_END)
+    try:
+        trial = services.trial_end(organization=request.organization, actor=request.user)
+    except PermissionDenied as exc:
+        raise DjangoPermissionDenied(exc.detail) from exc
+    except ServiceError as exc:
+        messages.error(request, exc.detail)
+    else:
+        messages.success(
+            request,
+            f"Your free trial of {trial.plan_trial.plan.name} has ended: "
+            "your organization is on the free plan.",
         )
     return HttpResponseRedirect(reverse("credits:billing") + "#trial", status=303)

@@ -36,7 +36,7 @@ from generations.backends import BackendError, RunRequest, get_backend
 from generations.models import Job, JobStatus
 from generations.price_tables import price_for, priced_units
 from generations.services import batching, spool
-from generations.services.events import job_event_add
+from generations.services.events import job_event_add, job_save_with_event
 from generations.services.submission import job_watermark
 from infra_costs import fleet
 from infra_costs import services as infra_costs_services
@@ -56,9 +56,12 @@ def _lease(now: datetime) -> datetime:
 
 def _claim(job_id, *, worker: str, now: datetime):
     """Under the row lock: move the job to running (a new attempt) or say why not."""
+    # One SELECT: the job locked, with what the claim reads (model, pool, organization, hold)
+    # and whether its pool is fleet-managed.
     job = (
         Job.objects.select_for_update(of=("self",))
-        .select_related("model", "model__pool", "organization")
+        .select_related("model", "model__pool", "organization", "hold")
+        .annotate(pool_managed=fleet.pool_managed("model__pool_id"))
         .filter(pk=job_id)
         .first()
     )
@@ -88,7 +91,7 @@ def _claim(job_id, *, worker: str, now: datetime):
         timeout_s=job.model.max_runtime_s,
         watermark=job_watermark(job),
     )
-    managed = fleet.pool_policy(job.model.pool_id) is not None
+    managed = job.pool_managed
     if managed:
         # A fleet-managed pool: only a hot node with a free slot takes the job; with none,
         # the job stays queued and is dispatched again when a node frees up or turns hot.
@@ -145,8 +148,14 @@ def attempt_start(job: Job, *, node: str, now: datetime, worker: str, message: s
     job.node = node
     job.started_at = now
     job.lease_expires_at = _lease(now)
-    job.save(update_fields=["status", "attempts", "node", "started_at", "lease_expires_at"])
-    job_event_add(job, JobStatus.RUNNING, at=now, worker=worker, message=message)
+    job_save_with_event(  # the job's UPDATE and its status-log row in one statement
+        job,
+        update_fields=["status", "attempts", "node", "started_at", "lease_expires_at"],
+        status=JobStatus.RUNNING,
+        at=now,
+        worker=worker,
+        message=message,
+    )
     infra_costs_services.gpu_run_start(
         external_id=run_external_id(job, job.attempts),
         model_slug=job.model.slug,
@@ -328,7 +337,11 @@ def _finish(
     `late` (a spooled result, see `spool.results_drain`): a success also wins when the attempt's
     lease lapsed meanwhile and the job was requeued with no newer attempt started."""
     now = timezone.now()
-    job = Job.objects.select_for_update(of=("self",)).select_related("model").get(pk=job_id)
+    job = (  # one SELECT: the job locked, with what the finish reads
+        Job.objects.select_for_update(of=("self",))
+        .select_related("model", "organization", "hold", "rate")
+        .get(pk=job_id)
+    )
     if late and job.status == JobStatus.QUEUED and job.attempts == attempt:
         return _finish_requeued(
             job, attempt=attempt, outcome=outcome, error=error, now=now, worker=worker
@@ -351,7 +364,8 @@ def _finish(
         job.finished_at = now
         job.lease_expires_at = None
         job.credits_charged = _charge(job, outcome, now=now)
-        job.save(
+        job_save_with_event(  # the job's UPDATE and its status-log row in one statement
+            job,
             update_fields=[
                 "status",
                 "result",
@@ -359,7 +373,11 @@ def _finish(
                 "lease_expires_at",
                 "credits_charged",
                 "actual_units",
-            ]
+            ],
+            status=JobStatus.SUCCEEDED,
+            at=now,
+            worker=worker,
+            message=_charged_message(job),
         )
         infra_costs_services.gpu_run_finish(
             external_id=run_external_id(job, attempt),
@@ -368,13 +386,6 @@ def _finish(
             started_at=outcome.started_at,
         )
         _node_freed(job.node, now)
-        job_event_add(
-            job,
-            JobStatus.SUCCEEDED,
-            at=now,
-            worker=worker,
-            message=_charged_message(job),
-        )
         return "succeeded"
     job_fail(
         job,

@@ -32,7 +32,7 @@ from generations.entitlements import entitlements_check
 from generations.models import AIModel, Job, JobStatus
 from generations.price_tables import price_for
 from generations.selectors import model_params_schema, rate_current_for_slug
-from generations.services.events import job_event_add
+from generations.services.events import job_event_add, job_insert_with_event
 from generations.validation import SEED_MAX, SEED_MIN, params_errors, truncated
 from infra_costs import fleet
 
@@ -345,7 +345,7 @@ def _accept(
             else:
                 priority = FAIR_USE_THROTTLED_PRIORITY
                 message += "; fair-use cap reached: runs at the lowest priority"
-    job = Job.objects.create(
+    job = Job(
         **base,
         rate=rate,
         hold=hold,
@@ -355,7 +355,8 @@ def _accept(
         # before (execution._claim), and the reaper counts its wait from then.
         enqueued_at=start,
     )
-    job_event_add(job, JobStatus.QUEUED, at=now, message=message)
+    # The job and its status log row in one statement (a CTE): one round trip.
+    job_insert_with_event(job, JobStatus.QUEUED, at=now, message=message)
     delay = (start - now).total_seconds()
     transaction.on_commit(
         lambda: enqueue(

@@ -3,7 +3,8 @@ they record. Public API — other apps call these, never the modules' internals:
 
 * lifecycle (`infra_costs.fleet.lifecycle`): `node_rent`, `node_resume`, `node_stop`,
   `node_release`, `fleet_advance` (the tick), and for dispatch `node_acquire` (a slot on a
-  node that takes work), `node_free`, `free_slots`, `pool_policy`;
+  node that takes work), `node_free`, `free_slots`, `pool_policy` (`pool_managed` as an
+  expression of the caller's query);
 * `pool_autoscale` (`infra_costs.fleet.autoscaler`): one decision per pool per tick, given its
   `QueueSignals` (`infra_costs.fleet.signals`; the caller measures the queue);
 * providers (`infra_costs.fleet.providers`): `get_provider`, the `simulated` one;
@@ -25,6 +26,7 @@ from infra_costs.fleet.lifecycle import (
     node_rent,
     node_resume,
     node_stop,
+    pool_managed,
     pool_policy,
 )
 from infra_costs.fleet.selectors import fleet_overview, node_actions
@@ -49,5 +51,6 @@ __all__ = [
     "node_resume",
     "node_stop",
     "pool_autoscale",
+    "pool_managed",
     "pool_policy",
 ]

@@ -28,7 +28,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from django.db import connection, transaction
-from django.db.models import F
+from django.db.models import Exists, F, OuterRef
 
 from infra_costs.fleet.providers import Provider, ProviderRefused, get_provider
 from infra_costs.models import (
@@ -59,6 +59,7 @@ __all__ = [
     "node_rent",
     "node_resume",
     "node_stop",
+    "pool_managed",
     "pool_policy",
 ]
 
@@ -76,6 +77,13 @@ class FleetError(Exception):
 def pool_policy(pool_id: int) -> AutoscalePolicy | None:
     """The pool's enabled fleet policy: the pool is managed when it has one."""
     return AutoscalePolicy.objects.filter(pool_id=pool_id, enabled=True).first()
+
+
+def pool_managed(pool_ref: str) -> Exists:
+    """`pool_policy(…) is not None` as an expression of the caller's query, over its column
+    `pool_ref` (a pool id): the caller's own SELECT answers it, with no round trip of its own
+    (the worker's claim, issue 16)."""
+    return Exists(AutoscalePolicy.objects.filter(pool_id=OuterRef(pool_ref), enabled=True))
 
 
 def _provider(pool_id: int) -> tuple[AutoscalePolicy, Provider]:

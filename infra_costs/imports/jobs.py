@@ -28,8 +28,8 @@ def copy_jobs(
         cur.execute(f"DROP TABLE IF EXISTS pg_temp.{_JOBS_TMP}")
         cur.execute(
             f"CREATE TEMP TABLE {_JOBS_TMP} (line bigint, external_id text, model text, "
-            "node text, started_at timestamptz, finished_at timestamptz, status text) "
-            "ON COMMIT DROP"
+            "node text, started_at timestamptz, finished_at timestamptz, status text, "
+            "present boolean NOT NULL DEFAULT false) ON COMMIT DROP"
         )
         with cur.copy(
             f"COPY {_JOBS_TMP} (line, external_id, model, node, started_at, finished_at, status) "
@@ -70,14 +70,21 @@ def copy_jobs(
                 for line, first in cur.fetchall()
             ),
         )
+        # Rows already imported are marked (and later left out of the insert: a re-import
+        # writes nothing); those with different data are errors.
         cur.execute(
             f"""
-            SELECT t.line, r.model_slug, n.name, r.started_at, r.finished_at, r.status
-            FROM {_JOBS_TMP} t
-            JOIN {run_t} r ON r.external_id = t.external_id
-            JOIN {node_t} n ON n.id = r.node_id
-            WHERE (r.model_slug, n.name, r.started_at, r.finished_at, r.status)
-                  IS DISTINCT FROM (t.model, t.node, t.started_at, t.finished_at, t.status)
+            WITH hit AS (
+                UPDATE {_JOBS_TMP} t SET present = true
+                FROM {run_t} r JOIN {node_t} n ON n.id = r.node_id
+                WHERE r.external_id = t.external_id
+                RETURNING t.line, r.model_slug, n.name, r.started_at, r.finished_at, r.status,
+                          (r.model_slug, n.name, r.started_at, r.finished_at, r.status)
+                          IS DISTINCT FROM (t.model, t.node, t.started_at, t.finished_at,
+                                            t.status) AS differs
+            )
+            SELECT line, model_slug, name, started_at, finished_at, status FROM hit
+            WHERE differs
             """
         )
         add_errors(
@@ -101,6 +108,7 @@ def copy_jobs(
             SELECT t.external_id, t.model, n.pool_id, n.id, t.started_at, t.finished_at,
                    t.status, %s, now()
             FROM {_JOBS_TMP} t JOIN {node_t} n ON n.name = t.node
+            WHERE NOT t.present
             ORDER BY n.id, t.finished_at  -- index locality: ~25 %% faster on 1M rows
             ON CONFLICT (external_id) DO NOTHING
             """,

@@ -94,16 +94,15 @@ def test_a_submission_takes_a_fixed_number_of_queries(client, key, django_assert
        7 SELECT spend velocity: the hour's and trailing spend + the pause row (credits.velocity)
        8 SAVEPOINT (the ledger's hold: its IntegrityError replay needs it)
        9 RELEASE SAVEPOINT
-      10 INSERT job
-      11 INSERT jobevent (queued)
-      12 RELEASE SAVEPOINT (generation_submit)
+      10 WITH … INSERT job … INSERT jobevent (queued): one statement (job_insert_with_event)
+      11 RELEASE SAVEPOINT (generation_submit)
     The key comes from the key cache and its last_used_at is not written again; the enqueue
     runs on commit (Redis, no query). 5 and 6 stay apart from 4: a subquery in the FOR UPDATE
     statement would read the snapshot taken before waiting for the lock, and miss the holds
     of the submission it waited for."""
-    with django_assert_num_queries(12):
+    with django_assert_num_queries(11):
         assert submit(client, key, seed=1).status_code == 202
-    with django_assert_num_queries(12):  # the same for the next one: nothing grows
+    with django_assert_num_queries(11):  # the same for the next one: nothing grows
         assert submit(client, key, seed=2).status_code == 202
     assert Job.objects.filter(status=JobStatus.QUEUED).count() == 2
 

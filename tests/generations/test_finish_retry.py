@@ -161,11 +161,11 @@ def test_a_finish_whose_commit_answer_was_lost_is_not_recorded_twice(monkeypatch
     org = make_org(plan="studio")
     make_ai_model(credits="5")
     job = submit(org)
-    real_event_add = execution.job_event_add
+    real_save_with_event = execution.job_save_with_event
     lost = {"n": 0}
 
-    def event_add_then_lose_the_answer(job_, status, **kwargs):
-        event = real_event_add(job_, status, **kwargs)
+    def save_with_event_then_lose_the_answer(job_, *, status, **kwargs):
+        real_save_with_event(job_, status=status, **kwargs)
         if status == JobStatus.SUCCEEDED and not lost["n"]:
             lost["n"] += 1
 
@@ -175,9 +175,8 @@ def test_a_finish_whose_commit_answer_was_lost_is_not_recorded_twice(monkeypatch
                     cursor.execute("SELECT 1")  # raises: the backend is gone
 
             execution.transaction.on_commit(connection_lost)
-        return event
 
-    monkeypatch.setattr(execution, "job_event_add", event_add_then_lose_the_answer)
+    monkeypatch.setattr(execution, "job_save_with_event", save_with_event_then_lose_the_answer)
 
     assert services.generation_run(job_id=job.pk, worker="w1") == "succeeded"
 

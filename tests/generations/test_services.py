@@ -38,6 +38,20 @@ def test_submit_holds_the_pinned_price_and_queues_the_job():
     assert list(job.events.values_list("status", flat=True)) == ["queued"]
 
 
+def test_the_job_and_its_queued_event_written_in_one_statement_match_what_was_accepted():
+    org = make_org(plan="starter")
+    make_ai_model(credits="7.5")
+    job, _ = submit(org, params={"prompt": "a cat", "seed": 3}, idempotency_key="k-1")
+    stored = Job.objects.get(pk=job.pk)
+    for field in Job._meta.concrete_fields:
+        assert getattr(stored, field.attname) == getattr(job, field.attname), field.name
+    assert stored.rate_id is not None and stored.hold_id == job.hold.pk
+    event = JobEvent.objects.get(job=job)
+    assert (event.status, event.at, event.node, event.worker) == ("queued", job.created_at, "", "")
+    assert event.message == "accepted at 7.5 credits"
+    assert not job._state.adding  # a saved instance: save() would UPDATE, not INSERT again
+
+
 def test_run_succeeds_and_captures_exactly_once():
     org = make_org(plan="starter")
     make_ai_model(credits="5")

@@ -193,6 +193,28 @@ def test_skip_invalid_imports_the_good_rows(tmp_path):
     assert GpuRun.objects.get(external_id="k3").pool.slug == "gpu2"
 
 
+def test_skip_invalid_counts_present_conflicting_and_short_lines(tmp_path):
+    load_example(tmp_path)
+    text = JOBS + (
+        "j1,model-a,n1,2026-01-05T01:00:00+00:00,2026-01-05T01:10:00+00:00,succeeded\n"  # 2
+        "j1,model-a,n1,2026-01-05T01:00:00+00:00,2026-01-05T01:10:00+00:00,succeeded\n"  # 3
+        "j2,model-b,n1,2026-01-05T01:00:00+00:00,2026-01-05T01:20:00+00:00,succeeded\n"  # 4
+        "\n"  # 5: blank, ignored
+        "m1,model-a,n1\n"  # 6
+        "m3,model-a,n1,2026-02-01T00:00:00+00:00,2026-02-01T00:10:00+00:00,failed\n"  # 7
+        'm2,model-a,n1,2026-02-01T00:00:00+00:00,"2026\n'  # 8: a quote left open at the end
+    )
+    before = GpuRun.objects.count()
+    out, err = run("jobs", text, "--skip-invalid", tmp_path=tmp_path)
+    assert out.startswith("imported 1 row, 1 already present, 4 invalid")
+    skipped = [line.split(":")[0] for line in err.splitlines() if line.startswith("skipped")]
+    assert skipped == ["skipped line 3", "skipped line 4", "skipped line 6", "skipped line 8"]
+    assert "expected 6 fields, got 3" in err and "expected 6 fields, got 5" in err
+    assert GpuRun.objects.count() == before + 1
+    assert GpuRun.objects.get(external_id="m3").status == "failed"
+    assert GpuRun.objects.get(external_id="j2").started_at.hour == 2  # the conflict left as is
+
+
 def test_runs_imported_signal(tmp_path):
     received = []
 

@@ -156,6 +156,7 @@ class Sim:
     http: object = None  # an HttpDriver when the seed goes through the API
     billing: object = None  # a billing.Billing when the seed has auto top-up and webhooks
     owner: dict = field(default_factory=dict)  # job id -> its organization
+    running: dict = field(default_factory=dict)  # job id -> the attempt its heartbeat started
 
     # -- clock
     def now(self) -> datetime:
@@ -243,7 +244,9 @@ class Sim:
     # -- the backend: the GPU run, where other steps interleave --------------------------------
     def backend_run(self, real_backend, request, *, node):
         job_id = request.job_id
-        attempt = Job.objects.filter(pk=job_id).values_list("attempts", flat=True).first()
+        attempt = self.running.pop(str(job_id), None)  # told by the heartbeat (boundaries)
+        if attempt is None:
+            attempt = Job.objects.filter(pk=job_id).values_list("attempts", flat=True).first()
         if self.chance("die_after_claim"):
             self.log(f"worker dies after claiming {job_id[:8]}#{attempt}")
             raise WorkerDied()

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections import Counter
 from decimal import Decimal
 
-from django.db.models import Count, Sum
+from django.db.models import Count, DecimalField, OuterRef, Subquery, Sum, Value
+from django.db.models.functions import Coalesce
 
 from credits.models import CreditAccount, CreditHold, EntryKind, HoldStatus, LedgerEntry
 from credits.selectors import ledger_drift
@@ -26,6 +27,12 @@ def snapshot(world) -> dict:
         a.organization_id: (a.pk, a.balance, a.held, last)
         for a in CreditAccount.objects.filter(organization__in=world.orgs)
     }
+
+
+def _sum_of(rows, column: str):
+    """Σ `column` of `rows` for the outer account (0 when none), as a subquery."""
+    total = rows.filter(account_id=OuterRef("pk")).values("account_id").annotate(s=Sum(column))
+    return Coalesce(Subquery(total.values("s")), Value(Decimal(0)), output_field=DecimalField())
 
 
 def check(sim, before: dict) -> list[str]:
@@ -52,33 +59,37 @@ def check(sim, before: dict) -> list[str]:
         if kind == EntryKind.CAPTURE and per_hold.get((hold_id, EntryKind.RELEASE)):
             v.append(f"hold {hold_id} was both captured and released")
 
-    # 3. Σ charged == balance decrease == Σ capture entries, per organization
+    # 3. Σ charged == balance decrease == Σ capture entries, per organization — one statement
+    #    for every account's figures (its balance and held, the seed's grants and captures,
+    #    its open holds)
+    last_entry = min(last for *_, last in before.values())
     accounts = {
-        a.organization_id: a for a in CreditAccount.objects.filter(organization_id__in=before)
+        a.organization_id: a
+        for a in CreditAccount.objects.filter(organization_id__in=before).annotate(
+            granted=_sum_of(
+                LedgerEntry.objects.filter(kind=EntryKind.GRANT, id__gt=last_entry),
+                "balance_delta",
+            ),
+            captured=_sum_of(
+                LedgerEntry.objects.filter(kind=EntryKind.CAPTURE, hold_id__in=hold_ids),
+                "balance_delta",
+            ),
+            open_holds=_sum_of(CreditHold.objects.filter(status=HoldStatus.HELD), "amount"),
+        )
     }
-    for org_id, (account_id, balance, held, last_entry) in before.items():
+    for org_id, (_account_id, balance, held, _last) in before.items():
         account = accounts[org_id]
         charged = sum(
             (j.credits_charged or Decimal(0)) for j in jobs if j.organization_id == org_id
         )
-        granted = LedgerEntry.objects.filter(
-            account_id=account_id, kind=EntryKind.GRANT, id__gt=last_entry
-        ).aggregate(s=Sum("balance_delta"))["s"] or Decimal(0)
-        decrease = balance - account.balance + granted
-        captured = -(
-            LedgerEntry.objects.filter(
-                account_id=account_id, kind=EntryKind.CAPTURE, hold_id__in=hold_ids
-            ).aggregate(s=Sum("balance_delta"))["s"]
-            or Decimal(0)
-        )
+        decrease = balance - account.balance + account.granted
+        captured = -account.captured
+        open_holds = account.open_holds
         if charged != decrease:
             v.append(f"org {org_id}: jobs charged {charged} but the balance fell by {decrease}")
         if captured != decrease:
             v.append(f"org {org_id}: captures sum to {captured}, the balance fell by {decrease}")
         # 4. held == Σ open holds (and, all jobs terminal, nothing of this seed still held)
-        open_holds = CreditHold.objects.filter(
-            account_id=account_id, status=HoldStatus.HELD
-        ).aggregate(s=Sum("amount"))["s"] or Decimal(0)
         if account.held != open_holds:
             v.append(f"org {org_id}: held {account.held} != open holds {open_holds}")
         if account.held != held:

@@ -49,3 +49,33 @@ def finish_without_retry(patches, sim) -> None:
         )
 
     patches.set(execution, "_finish_recorded", once)
+
+
+def grant_twice_on_repeated_webhook(patches, sim) -> None:
+    """A top-up whose payment is recorded without looking at what was already granted: each
+    time a PaymentIntent's success is processed again (the charge's own answer, then the
+    `payment_intent.succeeded` webhook, or a webhook retried), the purchase's credits are
+    granted again — money out of nothing. Only billing seeds (`billing.drives_billing`) can
+    catch it."""
+    from credits.billing import topup
+    from credits.billing.models import Purchase
+    from credits.models import GrantSource
+
+    real_update = topup.payment_intent_update
+
+    def broken_update(*, purchase_id, intent, now):
+        already = Purchase.objects.filter(pk=purchase_id, grant__isnull=False).exists()
+        purchase = real_update(purchase_id=purchase_id, intent=intent, now=now)
+        if already and intent.get("status") == "succeeded":
+            ledger.grant_create(
+                account=CreditAccount.objects.get(organization_id=purchase.organization_id),
+                amount=purchase.credits,
+                source=GrantSource.PURCHASE,
+                idempotency_key=f"broken-grant-{purchase.pk}-{len(sim.trace)}",
+                reference=f"{purchase.get_kind_display()} #{purchase.pk}",
+                now=now,
+            )
+            sim.log(f"  BROKEN: granted top-up #{purchase.pk} again")
+        return purchase
+
+    patches.set(topup, "payment_intent_update", broken_update)
