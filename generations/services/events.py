@@ -50,12 +50,8 @@ def job_webhook_payload(job: Job) -> dict:
     }
 
 
-def job_event_add(
-    job: Job, status: str, *, at: datetime, message: str = "", worker: str = ""
-) -> JobEvent:
-    event = JobEvent.objects.create(
-        job=job, status=status, at=at, node=job.node, worker=worker[:255], message=message[:1000]
-    )
+def _webhook_for(job: Job, status: str) -> None:
+    """The outbound webhook event of a terminal status (once per job and status)."""
     webhook_type = WEBHOOK_EVENTS.get(status)
     if webhook_type is not None and job.status == status:
         webhook_event_emit(
@@ -64,6 +60,15 @@ def job_event_add(
             payload=job_webhook_payload(job),
             dedupe_key=f"job:{job.pk}:{status}",
         )
+
+
+def job_event_add(
+    job: Job, status: str, *, at: datetime, message: str = "", worker: str = ""
+) -> JobEvent:
+    event = JobEvent.objects.create(
+        job=job, status=status, at=at, node=job.node, worker=worker[:255], message=message[:1000]
+    )
+    _webhook_for(job, status)
     return event
 
 
@@ -131,11 +136,4 @@ def job_save_with_event(
             f"SELECT u.id, {', '.join(['%s'] * len(columns))} FROM u",
             (*update_params, *params),
         )
-    webhook_type = WEBHOOK_EVENTS.get(status)
-    if webhook_type is not None and job.status == status:
-        webhook_event_emit(
-            organization=job.organization,
-            type=webhook_type,
-            payload=job_webhook_payload(job),
-            dedupe_key=f"job:{job.pk}:{status}",
-        )
+    _webhook_for(job, status)
