@@ -85,6 +85,10 @@ class FairUseThrottle(models.TextChoices):
     RATE = "rate", "Per-hour rate"
 
 
+# The plan every organization falls back to (a downgrade, a trial's end).
+FREE_PLAN_SLUG = "free"
+
+
 class Plan(models.Model):
     """A subscription plan. Plans differ only in credits and limits (spec §2, Plans).
 

@@ -29,6 +29,7 @@ from django.utils.text import slugify
 from accounts import keycache
 from accounts.keys import API_KEY_PREFIX, hash_api_key
 from accounts.models import (
+    FREE_PLAN_SLUG,
     APIKey,
     AuditEvent,
     Membership,
@@ -42,9 +43,6 @@ from accounts.models import (
 )
 from accounts.signals import subscription_period_opened
 from config.errors import NotFound, PermissionDenied, ValidationError
-
-FREE_PLAN_SLUG = "free"
-
 
 # --- Audit ------------------------------------------------------------------------------------
 

@@ -8,11 +8,8 @@ from decimal import Decimal
 from django.conf import settings
 from django.db.models import Count, Sum
 
-from accounts.models import Organization, Subscription, SubscriptionStatus
+from accounts.models import FREE_PLAN_SLUG, Organization, Subscription, SubscriptionStatus
 from credits.trials.models import OrganizationTrial, PlanTrial, Referral
-
-FREE_PLAN_SLUG = "free"  # accounts.services.FREE_PLAN_SLUG (selectors may not import services)
-
 
 TRIAL_REFUSED = (
     "During a free trial you can subscribe to the trial's plan or end the trial; "
