@@ -36,6 +36,10 @@ def run_seeds(world, seeds, *, stop_after: int = MAX_REPORTED, **kwargs):
     return failures
 
 
+# Marked so pytest-django creates the test database even when this test runs alone (it creates
+# only the databases the selected tests ask for); transactional: the workers' copies need the
+# caller to hold no transaction.
+@pytest.mark.django_db(transaction=True)
 def test_every_seed_keeps_the_invariants_under_faults(request, django_db_setup, django_db_blocker):
     seeds = range(FIRST_SEED, FIRST_SEED + SEEDS)
     started = time.perf_counter()
