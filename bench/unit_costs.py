@@ -21,7 +21,9 @@ compared (to 1e-6) and the targets are checked: SQL < 10 s and at least 3x (day 
 (`infra_costs.allocation.hourly`), built once after generating (timed).
 With --import, the jobs are also written out as an import_jobs CSV file, truncated and imported
 back (`services.jobs_import_csv`: checks, insert, FK checks, the aggregates of every hour), then
-re-imported; the first import is checked against 20 s per 1M rows (issue 16).
+re-imported; the first import is checked against 20 s per 1M rows (issue 16). Each import
+prints where its time went (read + field checks + COPY, set-based checks, insert, aggregates,
+COMMIT with the deferred FK checks).
 Exit status 1 when the numbers differ or a target is missed.
 
 The database (default gpucredits_bench_unit_costs) is created when missing and migrated.
@@ -217,6 +219,60 @@ def _jobs_csv(jobs: int) -> Path:
     return path
 
 
+class _PhaseTimer:
+    """Where an import's time goes, from the statements it runs (wall seconds): reading the
+    file, the field checks and the COPY into the staging table (everything before the staging
+    table's ANALYZE), the set-based checks, the insert into the runs (with its key claim), the
+    per-hour aggregates (`hourly.refresh`) and the COMMIT (the deferred FK checks)."""
+
+    def __init__(self, connection) -> None:
+        self.connection = connection
+        self.t0 = 0.0
+        self.copied_at: float | None = None
+        self.spent = {"checks": 0.0, "insert": 0.0, "aggregates": 0.0, "commit": 0.0}
+
+    def _statement(self, execute, sql, params, many, context):
+        started = time.perf_counter()
+        try:
+            return execute(sql, params, many, context)
+        finally:
+            spent = time.perf_counter() - started
+            if self.copied_at is None and sql.startswith("ANALYZE _infra_import_jobs"):
+                self.copied_at = started - self.t0
+            if "_ch_" in sql or "costhour" in sql:
+                self.spent["aggregates"] += spent
+            elif "INSERT INTO infra_costs_gpurun" in sql:
+                self.spent["insert"] += spent
+            elif self.copied_at is not None and "_infra_import_jobs" in sql:
+                self.spent["checks"] += spent
+
+    def __enter__(self):
+        self.t0 = time.perf_counter()
+        self._wrapping = self.connection.execute_wrapper(self._statement)
+        self._wrapping.__enter__()
+        commit = self._commit = self.connection._commit
+
+        def timed_commit():
+            started = time.perf_counter()
+            try:
+                return commit()
+            finally:
+                self.spent["commit"] += time.perf_counter() - started
+
+        self.connection._commit = timed_commit
+        return self
+
+    def __exit__(self, *exc):
+        self.connection._commit = self._commit
+        self._wrapping.__exit__(*exc)
+
+    def line(self, total: float) -> str:
+        copy = self.copied_at or 0.0
+        rest = total - copy - sum(self.spent.values())
+        parts = [("read + field checks + COPY", copy), *self.spent.items()]
+        return ", ".join(f"{k} {v:.1f} s" for k, v in parts) + f", other {rest:.1f} s"
+
+
 def bench_import(jobs: int) -> bool:
     """Truncate the runs, import them back from the CSV file (timed, with the aggregates of
     every hour, as `manage.py import_jobs` does), then re-import (nothing added)."""
@@ -232,14 +288,16 @@ def bench_import(jobs: int) -> bool:
         cur.execute("VACUUM ANALYZE infra_costs_gpurun")
     times = {}
     for label in ("first", "again"):
+        phases = _PhaseTimer(connection)
         t0 = time.perf_counter()
-        with open_csv(str(path)) as stream:
+        with phases, open_csv(str(path)) as stream:
             result = jobs_import_csv(stream=stream)
         times[label] = time.perf_counter() - t0
         print(
             f"import ({label}): {result.imported:,} imported, {result.already_present:,} "
             f"already present in {times[label]:.1f} s"
         )
+        print("  " + phases.line(times[label]))
     ok = GpuRun.objects.count() == jobs
     with connection.cursor() as cur:
         cur.execute("VACUUM ANALYZE infra_costs_gpurun")

@@ -20,6 +20,9 @@ extrapolates import and full-recomputation time linearly in runs (measured slope
 aggregate report depends on hours × nodes, not on runs. Targets: maintenance < 1 ms per
 finished job, 1-year report < 2 s, agreement to 1e-6, import of 1M rows <= 20 s (extrapolated).
 
+The runs table is partitioned by month of `started_at` (migration infra_costs 0007): the import
+makes the year's month partitions and claims the external ids in `infra_costs_gpurunkey`.
+
 The database (default gpucredits_bench_year) is created when missing and migrated; its
 infra_costs tables are emptied at every run.
 """
@@ -60,10 +63,10 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def setup_fleet(cur, p0: datetime) -> None:
     cur.execute(
-        "TRUNCATE infra_costs_gpurun, infra_costs_uptimeinterval, infra_costs_node, "
-        "infra_costs_poolrate, infra_costs_schedulesetpoint, infra_costs_nodepool, "
-        "infra_costs_costhourdirty, infra_costs_costhouruptime, infra_costs_costhournode, "
-        "infra_costs_costhourmodel CASCADE"
+        "TRUNCATE infra_costs_gpurun, infra_costs_gpurunkey, infra_costs_uptimeinterval, "
+        "infra_costs_node, infra_costs_poolrate, infra_costs_schedulesetpoint, "
+        "infra_costs_nodepool, infra_costs_costhourdirty, infra_costs_costhouruptime, "
+        "infra_costs_costhournode, infra_costs_costhourmodel CASCADE"
     )
     cur.execute(
         "INSERT INTO infra_costs_nodepool (slug, gpu_type, description, sla_queue_wait_s, "
@@ -221,6 +224,15 @@ def main(argv=None) -> int:
         f"import: {result.imported:,} runs in {import_s:.1f} s, of which {agg_s:.1f} s the "
         f"per-hour aggregates of the touched hours (CSV made in {gen_s:.1f} s)"
     )
+    with connection.cursor() as cur:
+        cur.execute(
+            "SELECT count(*) FILTER (WHERE c.relname <> 'infra_costs_gpurun_default'), "
+            "(SELECT count(*) FROM infra_costs_gpurun_default) "
+            "FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+            "WHERE i.inhparent = 'infra_costs_gpurun'::regclass"
+        )
+        months, in_default = cur.fetchone()
+    print(f"partitions: {months} months attached, {in_default} runs in the default partition")
 
     # Maintenance: live runs finishing, with and without the triggers.
     pool = NodePool.objects.get(slug="year-a100")

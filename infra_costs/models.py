@@ -313,10 +313,17 @@ class RunSource(models.TextChoices):
 
 class GpuRun(models.Model):
     """One job's run on a node: [started_at, finished_at) and its final status. Live
-    generations are recorded here by the generations app; history is imported."""
+    generations are recorded here by the generations app; history is imported.
+
+    The table is partitioned by month of `started_at` (migration 0007, `infra_costs.partitions`;
+    docs/performance.md "A year of history"): its database primary key is (id, started_at), `id`
+    stays unique through its identity sequence and is Django's pk. A unique index of a
+    partitioned table must contain the partition key, so `external_id` is unique through
+    `GpuRunKey`, which the writers fill with the run: `services.gpu_run_start` in the run's
+    statement, the jobs import in the run's transaction."""
 
     external_id = models.CharField(
-        max_length=128, unique=True, help_text="The job id (live) or the imported id."
+        max_length=128, help_text="The job id (live) or the imported id (unique: GpuRunKey)."
     )
     # Indexes here are paid by every imported row: the FKs are covered by the composite
     # indexes below (same leading column), and nothing filters on model_slug alone.
@@ -334,6 +341,7 @@ class GpuRun(models.Model):
     class Meta:
         ordering = ["-started_at"]
         indexes = [
+            models.Index(fields=["external_id"], name="run_external_id"),
             models.Index(fields=["pool", "finished_at"], name="run_pool_finished"),
             models.Index(fields=["node", "started_at"], name="run_node_started"),
             # The unit-cost engine's one pass over a period's runs: per node, newest finish
@@ -358,6 +366,18 @@ class GpuRun(models.Model):
 
     def __str__(self) -> str:
         return f"{self.external_id} ({self.model_slug}, {self.status})"
+
+
+class GpuRunKey(models.Model):
+    """The external ids of the runs: the uniqueness of `GpuRun.external_id` across the monthly
+    partitions (claimed with the run's insert; the primary key arbitrates replays and
+    concurrent writers). A run's delete frees its id (trigger); a detached month
+    keeps its ids taken, so an archived run is not imported again."""
+
+    external_id = models.CharField(max_length=128, primary_key=True)
+
+    def __str__(self) -> str:
+        return self.external_id
 
 
 # --- The fleet: autoscaling policy, decisions and the node lifecycle log ----------------------

@@ -32,6 +32,7 @@ from infra_costs.imports.uptime import UPTIME_COLUMNS, copy_uptime
 from infra_costs.models import (
     TERMINAL_RUN_STATUSES,
     GpuRun,
+    GpuRunKey,
     Node,
     NodePool,
     PoolRate,
@@ -139,6 +140,7 @@ def cost_aggregates_refresh() -> int:
 
 RUN_TABLE = GpuRun._meta.db_table
 NODE_TABLE = Node._meta.db_table
+KEY_TABLE = GpuRunKey._meta.db_table
 
 
 def _node_ensure(*, pool: NodePool, name: str) -> Node:
@@ -153,61 +155,65 @@ def gpu_run_start(
 ) -> GpuRun:
     """A job attempt started on a node. Idempotent per external_id.
 
-    One statement when the node is known (every run after a node's first): the run is inserted
-    with its node looked up by name in the same INSERT. A new node, a node of another pool or
-    a replay inserts nothing there and takes the general path below."""
+    One statement when the node is known (every run after a node's first): the external id is
+    claimed in `GpuRunKey` (`ON CONFLICT DO NOTHING`: a replay, or a concurrent delivery of the
+    same job, waits for the first and claims nothing) and the run is inserted with its node
+    looked up by name, in the same statement. The runs are partitioned by month, so the key
+    table, not the runs, carries the uniqueness of external_id (migration 0007). A new node, a
+    node of another pool or a replay inserts nothing there and takes the general path below."""
     created_at = timezone.now()
+    params = {
+        "external_id": external_id,
+        "model_slug": model_slug,
+        "started_at": started_at,
+        "status": RunStatus.RUNNING.value,
+        "source": RunSource.LIVE.value,
+        "created_at": created_at,
+        "node": node_name,
+        "pool": pool.pk,
+    }
     with connection.cursor() as cur:
-        cur.execute(
-            f"""
-            INSERT INTO {RUN_TABLE} (external_id, model_slug, pool_id, node_id, started_at,
-                                     finished_at, status, source, created_at)
-            SELECT %(external_id)s, %(model_slug)s, n.pool_id, n.id, %(started_at)s,
-                   NULL, %(status)s, %(source)s, %(created_at)s
-            FROM {NODE_TABLE} n WHERE n.name = %(node)s AND n.pool_id = %(pool)s
-            ON CONFLICT (external_id) DO NOTHING
-            RETURNING id, node_id
-            """,
-            {
-                "external_id": external_id,
-                "model_slug": model_slug,
-                "started_at": started_at,
-                "status": RunStatus.RUNNING.value,
-                "source": RunSource.LIVE.value,
-                "created_at": created_at,
-                "node": node_name,
-                "pool": pool.pk,
-            },
-        )
-        row = cur.fetchone()
-    if row is not None:
-        run = GpuRun(
-            id=row[0],
-            external_id=external_id,
-            model_slug=model_slug,
-            pool=pool,
-            node_id=row[1],
-            started_at=started_at,
-            status=RunStatus.RUNNING,
-            source=RunSource.LIVE,
-            created_at=created_at,
-        )
-        run._state.adding = False
-        run._state.db = "default"
-        return run
-    node = _node_ensure(pool=pool, name=node_name)
-    run, _ = GpuRun.objects.get_or_create(
+        cur.execute(_RUN_START_SQL, params)
+        run_id, node_id, node_known = cur.fetchone()
+        if run_id is None and not node_known:
+            _node_ensure(pool=pool, name=node_name)  # a new node (or refused: another pool's)
+            cur.execute(_RUN_START_SQL, params)
+            run_id, node_id, node_known = cur.fetchone()
+    if run_id is None:  # a replay: the run of the first delivery
+        return GpuRun.objects.get(external_id=external_id)
+    run = GpuRun(
+        id=run_id,
         external_id=external_id,
-        defaults={
-            "model_slug": model_slug,
-            "pool": pool,
-            "node": node,
-            "started_at": started_at,
-            "status": RunStatus.RUNNING.value,
-            "source": RunSource.LIVE.value,
-        },
+        model_slug=model_slug,
+        pool=pool,
+        node_id=node_id,
+        started_at=started_at,
+        status=RunStatus.RUNNING,
+        source=RunSource.LIVE,
+        created_at=created_at,
     )
+    run._state.adding = False
+    run._state.db = "default"
     return run
+
+
+_RUN_START_SQL = f"""
+    WITH n AS (
+        SELECT id, pool_id FROM {NODE_TABLE} WHERE name = %(node)s AND pool_id = %(pool)s
+    ), k AS (
+        INSERT INTO {KEY_TABLE} (external_id) SELECT %(external_id)s FROM n
+        ON CONFLICT (external_id) DO NOTHING
+        RETURNING external_id
+    ), r AS (
+        INSERT INTO {RUN_TABLE} (external_id, model_slug, pool_id, node_id, started_at,
+                                 finished_at, status, source, created_at)
+        SELECT k.external_id, %(model_slug)s, n.pool_id, n.id, %(started_at)s,
+               NULL, %(status)s, %(source)s, %(created_at)s
+        FROM k CROSS JOIN n
+        RETURNING id, node_id
+    )
+    SELECT r.id, r.node_id, EXISTS (SELECT 1 FROM n) FROM (SELECT 1) one LEFT JOIN r ON true
+"""
 
 
 def gpu_run_finish(

@@ -82,7 +82,9 @@ def _span_us(cur) -> int:
 def _compute(cur, *, cutoff: datetime | None) -> None:
     """The aggregates of the hours in temp table `_ch_h` into temp tables `_ch_up`, `_ch_node`
     and `_ch_model` (the shapes of the stored tables). `cutoff`: only runs that finished before
-    it (a report's period end); None for the stored figures."""
+    it (a report's period end); None for the stored figures. The session's TimeZone is UTC
+    (the callers `SET LOCAL` it): the 2-argument `date_trunc` cuts UTC hours without a time
+    zone lookup per row."""
     run_t, up_t, node_t, pool_t = (
         GpuRun._meta.db_table,
         UptimeInterval._meta.db_table,
@@ -118,14 +120,10 @@ def _compute(cur, *, cutoff: datetime | None) -> None:
     distinct = "DISTINCT" if cur.rowcount > 1 else ""
     cur.execute("ANALYZE _ch_rng")
     cur.execute("SELECT count(*) FROM _ch_h")
-    # Up to a week of hours (live runs, a report's dirty hours): one index range scan per
-    # (range, pool), the subquery kept apart; more (imports): the planner's choice, a
-    # sequential scan of the runs being faster than visiting most of them by the index.
-    per_range = "OFFSET 0" if cur.fetchone()[0] <= 24 * 7 else ""
-    cur.execute(
-        f"""
-        CREATE TEMP TABLE _ch_runs ON COMMIT DROP AS
-        WITH cand AS (
+    if cur.fetchone()[0] <= 24 * 7:
+        # Up to a week of hours (live runs, a report's dirty hours): one index range scan per
+        # (range, pool), the subquery kept apart.
+        cand = f"""
             SELECT {distinct} r.id, r.node_id, r.pool_id, r.model_slug, r.status,
                    r.started_at, r.finished_at
             FROM _ch_rng rng CROSS JOIN {pool_t} p
@@ -134,21 +132,45 @@ def _compute(cur, *, cutoff: datetime | None) -> None:
                 WHERE r.pool_id = p.id
                   AND r.finished_at >= rng.a AND r.finished_at < rng.b + %(span)s
                   AND r.started_at < rng.b
-                {per_range}
+                OFFSET 0
             ) r
             WHERE r.status = ANY(%(terminal)s)
               AND (%(cutoff)s::timestamptz IS NULL OR r.finished_at < %(cutoff)s::timestamptz)
+        """
+    else:
+        # More (imports): every run overlapping [first hour, last hour + 1 h) once, by a
+        # sequential scan (faster than visiting most runs by an index); the pieces outside
+        # the dirty hours are left out by the join below.
+        cand = f"""
+            SELECT r.id, r.node_id, r.pool_id, r.model_slug, r.status,
+                   r.started_at, r.finished_at
+            FROM {run_t} r
+            WHERE r.finished_at >= %(hmin)s AND r.started_at < %(hmax)s
+              AND r.status = ANY(%(terminal)s)
+              AND (%(cutoff)s::timestamptz IS NULL OR r.finished_at < %(cutoff)s::timestamptz)
+        """
+    # Cut into their hours: the start's hour for every run, and the later hours (up to the
+    # finish's) by generate_series only for the runs that cross an hour boundary.
+    cur.execute(
+        f"""
+        CREATE TEMP TABLE _ch_runs ON COMMIT DROP AS
+        WITH cand AS MATERIALIZED ({cand}), pieces AS (
+            SELECT date_trunc('hour', r.started_at) AS hour, r.* FROM cand r
+            UNION ALL
+            SELECT gs.hour, r.* FROM cand r
+            CROSS JOIN LATERAL generate_series(date_trunc('hour', r.started_at)
+                                               + interval '1 hour',
+                                               r.finished_at, interval '1 hour') AS gs(hour)
+            WHERE r.finished_at >= date_trunc('hour', r.started_at) + interval '1 hour'
         )
         SELECT h.hour, r.node_id, r.pool_id, r.model_slug, r.status, r.finished_at AS f,
                greatest(r.started_at, h.hour) AS s,
                least(r.finished_at, h.hour + interval '1 hour') AS e
-        FROM cand r
-        CROSS JOIN LATERAL generate_series(date_trunc('hour', r.started_at, 'UTC'),
-                                           r.finished_at, interval '1 hour') AS gs(hour)
-        JOIN _ch_h h ON h.hour = gs.hour
+        FROM pieces r JOIN _ch_h h ON h.hour = r.hour
         """,
         params,
     )
+    cur.execute("ANALYZE _ch_runs")
     # Uptime islands per (hour, node, kind): the intervals cut to the hour, overlaps merged.
     cur.execute(
         f"""
@@ -158,7 +180,7 @@ def _compute(cur, *, cutoff: datetime | None) -> None:
                    greatest(u.started_at, h.hour) AS s,
                    least(u.ended_at, h.hour + interval '1 hour') AS e
             FROM {up_t} u
-            CROSS JOIN LATERAL generate_series(date_trunc('hour', u.started_at, 'UTC'),
+            CROSS JOIN LATERAL generate_series(date_trunc('hour', u.started_at),
                                                u.ended_at - interval '1 microsecond',
                                                interval '1 hour') AS gs(hour)
             JOIN _ch_h h ON h.hour = gs.hour
@@ -185,23 +207,20 @@ def _compute(cur, *, cutoff: datetime | None) -> None:
         FROM _ch_isl GROUP BY hour, pool_id, kind
         """
     )
-    # Busy per (hour, node): the runs' islands ∩ the uptime islands (all kinds, merged).
+    # Busy per (hour, node) in one sort of the pieces: each piece's part not covered by the
+    # pieces that start before it, [p, e) with p = greatest(s, the latest end before it). The
+    # parts are disjoint and their union is the runs' union, so its length is the sum of the
+    # parts' and busy (the union ∩ the uptime islands, all kinds merged) is the sum of the parts'
+    # overlaps with the islands: no islands of runs (a second window, a grouping) needed.
     cur.execute(
         f"""
         CREATE TEMP TABLE _ch_node ON COMMIT DROP AS
-        WITH rm AS (
-            SELECT hour, node_id, s, e, f,
-                   max(e) OVER (PARTITION BY hour, node_id ORDER BY s
-                                ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS pm
+        WITH rp AS MATERIALIZED (
+            SELECT hour, node_id, e, f,
+                   greatest(s, max(e) OVER (PARTITION BY hour, node_id ORDER BY s
+                                            ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING))
+                       AS p
             FROM _ch_runs WHERE e > s
-        ), rg AS (
-            SELECT *, count(*) FILTER (WHERE pm IS NULL OR s > pm)
-                          OVER (PARTITION BY hour, node_id ORDER BY s
-                                ROWS UNBOUNDED PRECEDING) AS grp
-            FROM rm
-        ), ri AS (
-            SELECT hour, node_id, min(s) AS s, max(e) AS e, max(f) AS f
-            FROM rg GROUP BY hour, node_id, grp
         ), um AS (
             SELECT hour, node_id, s, e,
                    max(e) OVER (PARTITION BY hour, node_id ORDER BY s
@@ -214,23 +233,31 @@ def _compute(cur, *, cutoff: datetime | None) -> None:
             FROM um
         ), ui AS (
             SELECT hour, node_id, min(s) AS s, max(e) AS e FROM ug GROUP BY hour, node_id, grp
+        ), whole AS (  -- up the whole hour: busy = the runs' union, no overlaps to compute
+            SELECT hour, node_id FROM ui WHERE s = hour AND e = hour + interval '1 hour'
+        ), part AS (  -- the islands of the other (hour, node)s (islands are disjoint)
+            SELECT * FROM ui WHERE NOT (s = hour AND e = hour + interval '1 hour')
         ), inside AS (
-            SELECT ri.hour, ri.node_id,
-                   sum({_US.format(s="greatest(ri.s, ui.s)", e="least(ri.e, ui.e)")}) AS us
-            FROM ri JOIN ui ON ui.hour = ri.hour AND ui.node_id = ri.node_id
-                            AND ui.s < ri.e AND ui.e > ri.s
-            GROUP BY ri.hour, ri.node_id
+            SELECT rp.hour, rp.node_id,
+                   sum({_US.format(s="greatest(rp.p, ui.s)", e="least(rp.e, ui.e)")}) AS us
+            FROM rp JOIN part ui ON ui.hour = rp.hour AND ui.node_id = rp.node_id
+                                 AND ui.s < rp.e AND ui.e > rp.p
+            WHERE rp.e > rp.p
+            GROUP BY rp.hour, rp.node_id
         ), runs AS (
-            SELECT hour, node_id, sum({_US.format(s="s", e="e")}) AS us, max(f) AS f FROM ri
-            GROUP BY hour, node_id
+            SELECT hour, node_id, sum({_US.format(s="p", e="e")}) FILTER (WHERE e > p) AS us,
+                   max(f) AS f
+            FROM rp GROUP BY hour, node_id
         )
         -- (a run of no length is no busy time, and never ends after a period that holds
         -- its hour: max_finish leaves it out)
         SELECT runs.hour, runs.node_id, nd.pool_id,
-               coalesce(inside.us, 0)::bigint AS busy_us, runs.us::bigint AS runs_us,
-               runs.f AS max_finish
+               (CASE WHEN w.hour IS NULL THEN coalesce(inside.us, 0) ELSE runs.us END)::bigint
+                   AS busy_us,
+               runs.us::bigint AS runs_us, runs.f AS max_finish
         FROM runs
         JOIN {node_t} nd ON nd.id = runs.node_id
+        LEFT JOIN whole w ON w.hour = runs.hour AND w.node_id = runs.node_id
         LEFT JOIN inside ON inside.hour = runs.hour AND inside.node_id = runs.node_id
         """
     )
@@ -243,7 +270,7 @@ def _compute(cur, *, cutoff: datetime | None) -> None:
                (count(*) FILTER (WHERE status = 'succeeded' AND c))::int AS n_succeeded,
                (count(*) FILTER (WHERE status = 'failed' AND c))::int AS n_failed,
                (count(*) FILTER (WHERE status = 'cancelled' AND c))::int AS n_cancelled
-        FROM (SELECT *, date_trunc('hour', f, 'UTC') = hour AS c FROM _ch_runs) x
+        FROM (SELECT *, f < hour + interval '1 hour' AS c FROM _ch_runs) x
         GROUP BY hour, pool_id, model_slug
         """
     )
@@ -274,6 +301,7 @@ def refresh() -> int:
     with transaction.atomic(), connection.cursor() as cur:
         cur.execute("SET LOCAL work_mem = '256MB'")
         cur.execute("SET LOCAL jit = off")
+        cur.execute("SET LOCAL TimeZone = 'UTC'")  # date_trunc('hour', …) cuts UTC hours
         _drop(cur)
         cur.execute("CREATE TEMP TABLE _ch_h (hour timestamptz PRIMARY KEY) ON COMMIT DROP")
         cur.execute(
@@ -339,6 +367,7 @@ def raw_from_hours(inp: Inputs) -> Raw:
         }
         cur.execute("SET LOCAL jit = off")
         cur.execute("SET LOCAL work_mem = '256MB'")
+        cur.execute("SET LOCAL TimeZone = 'UTC'")  # date_trunc('hour', …) cuts UTC hours
         _drop(cur)
         cur.execute(
             f"""

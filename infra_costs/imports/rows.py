@@ -41,6 +41,7 @@ def csv_rows(
     in_order = order == list(range(len(columns)))
     width = len(columns)
     strip = str.strip
+    join = "".join
     last_line = 1
     count = 0
     while True:
@@ -52,7 +53,9 @@ def csv_rows(
                     count += 1
                     if on_row is not None and not count & 4095:
                         on_row(count)
-                    if in_order:
+                    if "\x00" in join(values):  # PostgreSQL text cannot hold it: a row error
+                        yield start_line, None, ["malformed CSV: line contains NUL"]
+                    elif in_order:
                         yield start_line, tuple(map(strip, values)), None
                     else:
                         yield start_line, tuple(strip(values[i]) for i in order), None

@@ -1,0 +1,64 @@
+"""`manage.py gpu_run_partitions [--ahead N] [--detach YYYY-MM [--drop]]`: the monthly
+partitions of the GPU runs (migration infra_costs 0007, `infra_costs.partitions`)."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from django.core.management.base import BaseCommand, CommandError
+from django.db import OperationalError, connection
+from django.utils import timezone
+
+from config.errors import ServiceError
+from infra_costs import partitions
+
+
+def _month(value: str) -> date:
+    try:
+        return date.fromisoformat(f"{value}-01")
+    except ValueError:
+        raise CommandError(f"Not a month (YYYY-MM): {value!r}") from None
+
+
+class Command(BaseCommand):
+    help = (
+        "The GPU runs' monthly partitions: list them, make this month's and the next ones "
+        "(--ahead), or detach a closed month (--detach YYYY-MM; the table is kept unless "
+        "--drop). The detach is a plain DETACH PARTITION with a lock timeout: CONCURRENTLY is "
+        "refused by PostgreSQL on a table with a default partition."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("--ahead", type=int, metavar="N", help="Months ahead to make.")
+        parser.add_argument("--detach", type=_month, metavar="YYYY-MM")
+        parser.add_argument("--drop", action="store_true", help="Drop the detached table.")
+
+    def handle(self, *args, **options):
+        if options["drop"] and not options["detach"]:
+            raise CommandError("--drop goes with --detach.")
+        if options["ahead"] is not None:
+            if not 0 <= options["ahead"] <= 24:
+                raise CommandError("--ahead: 0 to 24 months.")
+            made = partitions.gpu_run_partitions_ahead(now=timezone.now(), months=options["ahead"])
+            self.stdout.write(f"{made} partition(s) made.")
+        if options["detach"]:
+            try:
+                part = partitions.gpu_run_month_detach(
+                    month=options["detach"], drop=options["drop"]
+                )
+            except ServiceError as exc:
+                raise CommandError(exc.detail) from None
+            except OperationalError as exc:  # the lock timeout: the runs were busy
+                raise CommandError(f"Not detached, try again: {exc}") from None
+            done = "dropped" if options["drop"] else "detached (kept as a table)"
+            self.stdout.write(f"{part.name} {done}.")
+        with connection.cursor() as cur:
+            cur.execute(
+                "SELECT c.relname, c.reltuples::bigint FROM pg_inherits i "
+                "JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = %s::regclass",
+                [partitions.RUN_TABLE],
+            )
+            estimates = dict(cur.fetchall())
+        for part in partitions.gpu_run_partitions():
+            rows = max(estimates.get(part.name, 0), 0)
+            self.stdout.write(f"{part.name:34} {part.bounds:80} ~{rows:,} rows")
