@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from functools import cache
 
 from django.conf import settings
 from django.db import transaction
@@ -45,6 +46,9 @@ from config.errors import (
     ValidationError,
     limit_details,
 )
+from config.rows import columns as rows_columns
+from config.rows import execute as rows_execute
+from config.rows import instance as rows_instance
 from config.transactions import atomic_joinable
 from credits import ledger, selectors
 from credits.budgets import services as budgets
@@ -219,6 +223,29 @@ def holds_release_stale(*, now: datetime | None = None, limit: int = 10_000) -> 
 # --- Spending ---------------------------------------------------------------------------------
 
 
+@cache
+def _spend_sql() -> tuple[str, str]:
+    return (
+        f"SELECT {rows_columns(CreditAccount, 'a')} FROM credits_creditaccount a "
+        "WHERE a.organization_id = %s ORDER BY a.id LIMIT 1 FOR UPDATE",
+        f"SELECT {rows_columns(CreditHold, 'h')} FROM credits_credithold h "
+        "WHERE h.account_id = %s AND h.key = %s ORDER BY h.created_at DESC, h.id DESC LIMIT 1",
+    )
+
+
+def _account_locked(organization_id: int) -> CreditAccount | None:
+    """`CreditAccount.objects.select_for_update().filter(organization=…).first()`, without the
+    ORM's compiler (config.rows: it runs on every submission)."""
+    rows = rows_execute(_spend_sql()[0], [organization_id])
+    return rows_instance(CreditAccount, rows[0]) if rows else None
+
+
+def _hold_by_key(account_id: int, key: str) -> CreditHold | None:
+    """`CreditHold.objects.filter(account=…, key=…).first()`, without the ORM's compiler."""
+    rows = rows_execute(_spend_sql()[1], [account_id, key])
+    return rows_instance(CreditHold, rows[0]) if rows else None
+
+
 @atomic_joinable  # savepoint=False: joins the caller's durable transaction (the submission)
 def spend_authorize(
     *,
@@ -262,12 +289,12 @@ def spend_authorize(
     except Subscription.DoesNotExist:
         raise NotFound("This organization has no subscription.") from None
     # Lock the account first (one statement): concurrent submissions of one organization then
-    # see each other's holds when counting.
-    account = CreditAccount.objects.select_for_update().filter(organization=organization).first()
+    # see each other's holds when counting. Both lookups are fixed statements (config.rows).
+    account = _account_locked(organization.pk)
     if account is None:
         account = account_for(organization=organization)
         CreditAccount.objects.select_for_update().filter(pk=account.pk).first()
-    existing = CreditHold.objects.filter(account=account, key=key).first()
+    existing = _hold_by_key(account.pk, key)
     if existing is not None:  # a replay: no quota applies, no second hold
         if existing.amount != (Decimal(0) if plan.unlimited else amount):
             raise IdempotencyConflict(

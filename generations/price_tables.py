@@ -298,18 +298,26 @@ def rate_price(rate, params: dict) -> Price:
     return table_price(rate.price_table, params, defaults=schema_defaults(rate.model.params_schema))
 
 
-def price_for(rate, params: dict, *, organization_id: int | None = None, at=None) -> Decimal:
+_LOOK_UP = object()
+
+
+def price_for(
+    rate, params: dict, *, organization_id: int | None = None, at=None, override=_LOOK_UP
+) -> Decimal:
     """The credits `params` cost under `rate`: what the quote shows, the submission holds and
     (with the actual units) the finish captures, at most the hold.
 
     With `organization_id` the organization's price override in force at `at` (its contract,
     `generations.overrides`) applies — the ONE place it does: a fixed price replaces the list
     price, a discount takes its percentage off it (rounded half up to 3 places, at least
-    0.001)."""
+    0.001). `override`: that override (or None) when the caller already read it at `at` (the
+    submission reads it with its price, `services.submission_lookup`)."""
     credits = rate_price(rate, params).credits
     if organization_id is None:
         return credits
-    return override_apply(credits, override_for(organization_id, rate.model_id, at))
+    if override is _LOOK_UP:
+        override = override_for(organization_id, rate.model_id, at)
+    return override_apply(credits, override)
 
 
 def override_for(organization_id: int, model_id: int, at):

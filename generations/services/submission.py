@@ -21,7 +21,6 @@ from decimal import Decimal
 import jsonschema
 from django.conf import settings
 from django.db import DatabaseError, IntegrityError, connection, transaction
-from django.db.models import F
 from django.utils import timezone
 
 from accounts.models import APIKey, FairUseThrottle, Organization, QueuePriority, User
@@ -31,8 +30,9 @@ from credits.services import fair_use_start, hold_capture, spend_authorize
 from generations.entitlements import entitlements_check
 from generations.models import AIModel, Job, JobStatus
 from generations.price_tables import price_for
-from generations.selectors import model_params_schema, rate_current_for_slug
+from generations.selectors import model_params_schema
 from generations.services.events import job_event_add, job_insert_with_event
+from generations.services.submission_lookup import job_publish_record, rate_and_override_for_slug
 from generations.validation import SEED_MAX, SEED_MIN, params_errors, truncated
 from infra_costs import fleet
 
@@ -243,9 +243,13 @@ def generation_submit(
             if existing.request_fingerprint != fingerprint:
                 raise IdempotencyConflict()
             return existing, False
-    # The model and its price in force in one query (the model alone when it has no price:
-    # the refusal below, after the params' checks, as before).
-    rate = rate_current_for_slug(model_slug=model_slug, now=now)
+    # The model, its price in force and the organization's price override in force in one
+    # statement (the model alone when it has no price: the refusal below, after the params'
+    # checks, as before). Read at `now`, never cached: the price pinned is the one in force
+    # at acceptance.
+    rate, override = rate_and_override_for_slug(
+        model_slug=model_slug, organization_id=organization.pk, now=now
+    )
     model = rate.model if rate is not None else request_model(model_slug=model_slug)
     params = params_validate(model=model, params=params)
     params = params_with_seed(model=model, params=params)
@@ -261,6 +265,7 @@ def generation_submit(
                 organization=organization,
                 model=model,
                 rate=rate,
+                override=override,
                 params=params,
                 phash=phash,
                 api_key=api_key,
@@ -281,7 +286,18 @@ def generation_submit(
 
 
 def _accept(
-    *, organization, model, rate, params, phash, api_key, user, idempotency_key, fingerprint, now
+    *,
+    organization,
+    model,
+    rate,
+    override,
+    params,
+    phash,
+    api_key,
+    user,
+    idempotency_key,
+    fingerprint,
+    now,
 ) -> Job:
     job_id = uuid.uuid4()
     base = {
@@ -311,8 +327,9 @@ def _accept(
     if rate is None:
         raise ValidationError(f"{model.name} has no price yet.", errors={"model": ["No price."]})
     # The price of these params under the pinned version (flat or a price table): the quote.
-    # With the organization's contract price override in force now (the one place it applies).
-    price = price_for(rate, params, organization_id=organization.pk, at=now)
+    # With the organization's contract price override in force now (the one place it applies;
+    # read with the price above, at the same `now`).
+    price = price_for(rate, params, organization_id=organization.pk, at=now, override=override)
     plan = organization.subscription.plan
     hold = spend_authorize(
         organization=organization,
@@ -453,15 +470,11 @@ def _publish_recorded(job_id, *, published: bool) -> None:
     publishes it at its next run) and `publish_count` how many were published in all. Never
     raises: the broker's own state is what the reaper checks; this only tells it where to
     look."""
-    jobs = Job.objects.filter(pk=job_id)
     try:
-        # One statement. In autocommit (on commit of a request's transaction) it is its own
-        # transaction: no BEGIN/COMMIT round trips around it. Inside a transaction a savepoint
-        # keeps a failure from breaking the caller's.
+        # One statement (fixed SQL). In autocommit (on commit of a request's transaction) it is
+        # its own transaction: no BEGIN/COMMIT round trips around it. Inside a transaction a
+        # savepoint keeps a failure from breaking the caller's.
         with transaction.atomic() if connection.in_atomic_block else nullcontext():
-            if published:
-                jobs.update(published_at=timezone.now(), publish_count=F("publish_count") + 1)
-            else:
-                jobs.update(published_at=None)
+            job_publish_record(job_id=job_id, published=published, at=timezone.now())
     except DatabaseError:
         logger.warning("Could not record the publish of job %s", job_id, exc_info=True)

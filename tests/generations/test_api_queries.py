@@ -85,24 +85,25 @@ def test_a_generation_detail_is_one_query(client, key, jobs, django_assert_num_q
 def test_a_submission_takes_a_fixed_number_of_queries(client, key, django_assert_num_queries):
     """Update this list when the acceptance path changes (e.g. budget checks), one line per
     query, in order:
-       1 SELECT creditrate: the model's price in force, with the (active) model and its pool
+       1 SELECT creditrate: the model's price in force, with the (active) model and its pool,
+         and the organization's contract price override in force (one statement,
+         generations.services.submission_lookup; 2 queries before 2 December 2026)
        2 SAVEPOINT (generation_submit's transaction)
-       3 SELECT priceoverride: the organization's contract price in force (one query)
-       4 SELECT creditaccount FOR UPDATE (spend_authorize joins the durable block: no savepoint)
-       5 SELECT credithold by key (the hold's idempotency)
-       6 SELECT COUNT(*) of held holds (the plan's concurrent-jobs cap)
-       7 SELECT spend velocity: the hour's and trailing spend + the pause row (credits.velocity)
-       8 SAVEPOINT (the ledger's hold: its IntegrityError replay needs it)
-       9 RELEASE SAVEPOINT
-      10 WITH … INSERT job … INSERT jobevent (queued): one statement (job_insert_with_event)
-      11 RELEASE SAVEPOINT (generation_submit)
+       3 SELECT creditaccount FOR UPDATE (spend_authorize joins the durable block: no savepoint)
+       4 SELECT credithold by key (the hold's idempotency)
+       5 SELECT COUNT(*) of held holds (the plan's concurrent-jobs cap)
+       6 SELECT spend velocity: the hour's and trailing spend + the pause row (credits.velocity)
+       7 SAVEPOINT (the ledger's hold: its IntegrityError replay needs it)
+       8 RELEASE SAVEPOINT
+       9 WITH … INSERT job … INSERT jobevent (queued): one statement (job_insert_with_event)
+      10 RELEASE SAVEPOINT (generation_submit)
     The key comes from the key cache and its last_used_at is not written again; the enqueue
-    runs on commit (Redis, no query). 5 and 6 stay apart from 4: a subquery in the FOR UPDATE
+    runs on commit (Redis, no query). 4 and 5 stay apart from 3: a subquery in the FOR UPDATE
     statement would read the snapshot taken before waiting for the lock, and miss the holds
-    of the submission it waited for."""
-    with django_assert_num_queries(11):
+    of the submission it waited for. 1, 3 and 4 are fixed SQL (config.rows), not the ORM's."""
+    with django_assert_num_queries(10):
         assert submit(client, key, seed=1).status_code == 202
-    with django_assert_num_queries(11):  # the same for the next one: nothing grows
+    with django_assert_num_queries(10):  # the same for the next one: nothing grows
         assert submit(client, key, seed=2).status_code == 202
     assert Job.objects.filter(status=JobStatus.QUEUED).count() == 2
 
