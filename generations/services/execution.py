@@ -57,15 +57,16 @@ def _lease(now: datetime) -> datetime:
 def _claim(job_id, *, worker: str, now: datetime):
     """Under the row lock: move the job to running (a new attempt) or say why not."""
     # One SELECT: the job locked, with what the claim reads (model, pool, organization, hold)
-    # and whether its pool is fleet-managed.
-    job = (
-        Job.objects.select_for_update(of=("self",))
-        .select_related("model", "model__pool", "organization", "hold")
-        .annotate(pool_managed=fleet.pool_managed("model__pool_id"))
-        .filter(pk=job_id)
-        .first()
-    )
-    if job is None:
+    # and whether its pool is fleet-managed. `get`, not `first`: one pk needs no ORDER BY, whose
+    # compilation hashes every selected column (the fault simulation's profile).
+    try:
+        job = (
+            Job.objects.select_for_update(of=("self",))
+            .select_related("model", "model__pool", "organization", "hold")
+            .annotate(pool_managed=fleet.pool_managed("model__pool_id"))
+            .get(pk=job_id)
+        )
+    except Job.DoesNotExist:
         return None, "missing"
     logs.task_context_bind(organization=job.organization.slug)  # on the task's log lines
     if job.status == JobStatus.RUNNING:

@@ -29,6 +29,7 @@ processes.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import random
 import shutil
@@ -85,6 +86,7 @@ class World:
     @classmethod
     def create(cls) -> World:
         from credits.billing.catalog import packs_ensure_defaults
+        from infra_costs.models import Node
         from tests.factories import make_account, make_ai_model, make_pool
 
         packs_ensure_defaults()  # auto top-up's pack (tests/simulation/billing.py)
@@ -96,6 +98,15 @@ class World:
             make_ai_model("sim-a100", pool=make_pool("a100"), credits="5"),
             make_ai_model("sim-l4", pool=make_pool("l4", gpu_type="L4", rate="0.80"), credits="2"),
         ]
+        # The simulated backend's nodes (`<pool>-sim-<n>`) known already, as in a running
+        # system: a GPU run starts in one statement instead of first registering its node
+        # inside every seed (the rolled-back savepoint forgot it each time).
+        for model in models:
+            nodes = model.backend_config.get("nodes", settings.GENERATIONS_SIMULATED_NODES)
+            for n in range(1, max(1, int(nodes)) + 1):
+                Node.objects.get_or_create(
+                    name=f"{model.pool.slug}-sim-{n}", defaults={"pool": model.pool}
+                )
         return cls(
             orgs=[a.organization for a in accounts],
             models=models,
@@ -520,6 +531,20 @@ class SeedResult:
         return "\n".join(lines)
 
 
+_spool_root: Path | None = None
+
+
+def _spool_dir(seed: int) -> Path:
+    """A seed's own finish spool: a path in one directory per process, created only when the
+    seed spools a result (`spool.result_keep` makes it; a missing one reads as empty), removed
+    after the seed."""
+    global _spool_root
+    if _spool_root is None:
+        _spool_root = Path(tempfile.mkdtemp(prefix="sim-spool-"))
+        atexit.register(shutil.rmtree, _spool_root, ignore_errors=True)
+    return _spool_root / f"seed-{seed}"
+
+
 def run_seed(seed: int, world: World, *, extra_patches=None) -> SeedResult:
     """Run one seed in a rolled-back savepoint and check the invariants. `extra_patches(patches,
     sim)` may wrap more functions (the tests' deliberately broken variants)."""
@@ -528,13 +553,13 @@ def run_seed(seed: int, world: World, *, extra_patches=None) -> SeedResult:
     rng = random.Random(seed)
     prices = dict(world.prices)
     patches = Patches()
-    spool_dir = tempfile.mkdtemp(prefix=f"sim-spool-{seed}-")
+    spool_dir = _spool_dir(seed)
     with_billing = drives_billing(seed)
     with (
         override_settings(
             **SIM_SETTINGS,
             **(BILLING_SETTINGS if with_billing else {}),
-            GENERATIONS_SPOOL_DIR=Path(spool_dir),
+            GENERATIONS_SPOOL_DIR=spool_dir,
         ),
         time_machine.travel(BASE_TIME, tick=False) as traveller,
         seed_savepoint(),
@@ -569,5 +594,6 @@ def run_seed(seed: int, world: World, *, extra_patches=None) -> SeedResult:
         finally:
             patches.undo()
             world.prices = prices
-            shutil.rmtree(spool_dir, ignore_errors=True)
+            if spool_dir.exists():
+                shutil.rmtree(spool_dir, ignore_errors=True)
         return SeedResult(seed=seed, violations=violations, trace=sim.trace, jobs=len(sim.jobs))

@@ -22,10 +22,12 @@ GIVEN_BACK = {HoldStatus.RELEASED, HoldStatus.EXPIRED}
 def snapshot(world) -> dict:
     """Each organization's account before the seed: balance, held, and its last ledger entry
     (the grants after it are the seed's: auto top-ups, tests/simulation/billing.py)."""
-    last = LedgerEntry.objects.order_by("-id").values_list("id", flat=True).first() or 0
-    return {
-        a.organization_id: (a.pk, a.balance, a.held, last)
-        for a in CreditAccount.objects.filter(organization__in=world.orgs)
+    last = LedgerEntry.objects.order_by("-id").values("id")[:1]
+    return {  # one statement: the accounts, and the last entry as a subquery
+        a.organization_id: (a.pk, a.balance, a.held, a.last)
+        for a in CreditAccount.objects.filter(organization__in=world.orgs).annotate(
+            last=Coalesce(Subquery(last), Value(0))
+        )
     }
 
 
@@ -35,9 +37,28 @@ def _sum_of(rows, column: str):
     return Coalesce(Subquery(total.values("s")), Value(Decimal(0)), output_field=DecimalField())
 
 
+def _entries_of_hold(kind: str):
+    """How many `kind` entries the outer job's hold has, as a subquery."""
+    entries = (
+        LedgerEntry.objects.filter(hold_id=OuterRef("hold_id"), kind=kind)
+        .values("hold_id")
+        .annotate(n=Count("id"))
+    )
+    return Coalesce(Subquery(entries.values("n")), Value(0))
+
+
 def check(sim, before: dict) -> list[str]:
     v: list[str] = list(sim.crashes)  # 0. no task crashes with an unexpected error
-    jobs = list(Job.objects.filter(pk__in=sim.jobs).select_related("hold"))
+    # The seed's jobs with their holds, and each hold's capture and release entries counted
+    # (invariant 2), in one statement.
+    jobs = list(
+        Job.objects.filter(pk__in=sim.jobs)
+        .select_related("hold")
+        .annotate(
+            captures=_entries_of_hold(EntryKind.CAPTURE),
+            releases=_entries_of_hold(EntryKind.RELEASE),
+        )
+    )
     by_id = {str(j.pk): j for j in jobs}
 
     # 1. every job terminal after settling
@@ -47,17 +68,14 @@ def check(sim, before: dict) -> list[str]:
 
     # 2. at most one capture per hold, never both captured and released
     hold_ids = [j.hold_id for j in jobs if j.hold_id]
-    per_hold = Counter(
-        (h, k)
-        for h, k in LedgerEntry.objects.filter(
-            hold_id__in=hold_ids, kind__in=[EntryKind.CAPTURE, EntryKind.RELEASE]
-        ).values_list("hold_id", "kind")
-    )
-    for (hold_id, kind), n in per_hold.items():
-        if n > 1:
-            v.append(f"hold {hold_id} has {n} {kind} entries")
-        if kind == EntryKind.CAPTURE and per_hold.get((hold_id, EntryKind.RELEASE)):
-            v.append(f"hold {hold_id} was both captured and released")
+    for job in jobs:
+        if not job.hold_id:
+            continue
+        for kind, n in ((EntryKind.CAPTURE, job.captures), (EntryKind.RELEASE, job.releases)):
+            if n > 1:
+                v.append(f"hold {job.hold_id} has {n} {kind} entries")
+        if job.captures and job.releases:
+            v.append(f"hold {job.hold_id} was both captured and released")
 
     # 3. Σ charged == balance decrease == Σ capture entries, per organization — one statement
     #    for every account's figures (its balance and held, the seed's grants and captures,

@@ -1,13 +1,13 @@
 """The fault simulation's seeds spread over worker processes (2 on the 2-core test machine).
 
 Each worker has a database of its own: a copy of the test database (`CREATE DATABASE …
-TEMPLATE`, about a second), named `<test database>_sim<N>` and dropped at the end. One shared
-database is not enough: the services write rows keyed by more than the world (the dirty-hour
-rows of the GPU-run trigger are keyed by the simulated hour, which every seed shares), so two
-workers' uncommitted seeds would wait on each other, and deadlock. A template must have no
-other session, so the caller's connection is closed first; when the copy is refused anyway
-(another session holds the database), `Unavailable` is raised and the caller runs the seeds
-itself.
+TEMPLATE`, made while the workers start), named `<test database>_sim<N>` and dropped at the
+end. One shared database is not enough: the services write rows keyed by more than the world
+(the dirty-hour rows of the GPU-run trigger are keyed by the simulated hour, which every seed
+shares), so two workers' uncommitted seeds would wait on each other, and deadlock. A template
+must have no other session, so the caller's connection is closed first; when the copy is
+refused anyway (another session holds the database), `Unavailable` is raised and the caller
+runs the seeds itself.
 
 Each worker is a fresh interpreter (multiprocessing's *spawn*: nothing of the test process, its
 open connection, its threads, is inherited) that sets Django up on its copy. It runs its
@@ -66,12 +66,9 @@ def run_parallel(
     database = dict(connection.settings_dict)
     names = [f"{database['NAME']}_sim{n}" for n in range(1, workers + 1)]
     connection.close()
-    _copies_make(database, names)
     chunks = [seeds[i : i + CHUNK] for i in range(0, len(seeds), CHUNK)]
     context = multiprocessing.get_context("spawn")
     queue = context.Queue()
-    for name in names:
-        queue.put(name)
     run = ParallelRun(failures=[], digests={}, done=0)
     try:
         with context.Pool(
@@ -79,6 +76,9 @@ def run_parallel(
             initializer=_worker_init,
             initargs=(settings.SETTINGS_MODULE, database, queue),
         ) as pool:
+            # The workers start (a fresh interpreter setting Django up: seconds) while the
+            # copies are made; each takes a copy's name as soon as that copy exists.
+            _copies_make(database, names, made=queue.put)
             results = pool.imap_unordered(_run_chunk, [(c.start, c.stop, mutant) for c in chunks])
             for _ in chunks:
                 failures, digests = results.next(timeout=TIMEOUT_S)
@@ -109,7 +109,10 @@ def _admin(database: dict):
     )
 
 
-def _copies_make(database: dict, names: list[str]) -> None:
+def _copies_make(database: dict, names: list[str], *, made: Callable[[str], None]) -> None:
+    """Copy the database once per name, calling `made(name)` after each. WAL_LOG (block by
+    block through the WAL), not FILE_COPY: a copy of the small test database then costs no
+    checkpoint, which flushes every other database's dirty pages first."""
     import psycopg
     from psycopg import sql
 
@@ -118,13 +121,14 @@ def _copies_make(database: dict, names: list[str]) -> None:
         for name in names:
             try:
                 admin.execute(
-                    sql.SQL("CREATE DATABASE {} TEMPLATE {} STRATEGY FILE_COPY").format(
+                    sql.SQL("CREATE DATABASE {} TEMPLATE {} STRATEGY WAL_LOG").format(
                         sql.Identifier(name), sql.Identifier(database["NAME"])
                     )
                 )
             except psycopg.Error as exc:
                 _copies_drop(database, names)
                 raise Unavailable(str(exc).splitlines()[0]) from exc
+            made(name)
 
 
 def _copies_drop(database: dict, names: list[str]) -> None:
