@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import math
 
+import pytest
+
 from bench import api
 
 WRK_OUTPUT = """Running 8s test @ http://127.0.0.1:41177/api/v1/models/
@@ -48,3 +50,46 @@ def test_the_cancel_script_gives_each_thread_its_own_ids(tmp_path):
     text = api.cancel_script(tmp_path / "c.lua", job_ids=["j1", "j2", "j3"], threads=2).read_text()
     assert 'local ids = {"j1","j2","j3"}' in text
     assert "n = tid" in text and "n = n + 2" in text
+
+
+class FakeRedis:
+    """LLEN/HLEN over plain dicts; `take` messages disappear at each read of the unacked hash
+    (a worker acknowledging)."""
+
+    def __init__(self, lists: dict[str, int], unacked: int, *, take: int = 0):
+        self.lists, self.unacked, self.take = dict(lists), unacked, take
+
+    def llen(self, key: str) -> int:
+        return self.lists.get(key, 0)
+
+    def hlen(self, key: str) -> int:
+        assert key == "unacked"
+        n = self.unacked
+        for name, length in self.lists.items():  # the worker takes and acknowledges
+            self.lists[name] = max(0, length - self.take)
+        self.unacked = max(0, self.unacked - self.take)
+        return n
+
+
+def test_the_backlog_counts_every_priority_steps_list_and_the_unacknowledged():
+    # The message of a cancelled job stays in Redis and the worker takes it like any other:
+    # the latency phase used to start behind those the wrk phases left (its 1.1 s p50).
+    lists, unacked_key = api.broker_keys("gpu.a100")
+    assert lists == ["gpu.a100"] + [f"gpu.a100:{step}" for step in range(1, 10)]
+    assert unacked_key == "unacked"
+    client = FakeRedis({"gpu.a100": 3, "gpu.a100:6": 2, "gpu.a100:9": 1, "gpu.l4": 50}, 1)
+    assert api.broker_backlog(client, lists=lists, unacked_key=unacked_key) == 3 + 2 + 1 + 1
+
+
+def test_the_latency_phase_waits_until_the_worker_has_taken_every_message():
+    lists = ["q", "q:1"]
+    client = FakeRedis({"q": 4, "q:1": 2}, 1, take=1)
+    first, _ = api.broker_drain(client, lists=lists, unacked_key="unacked", timeout=5, poll=0)
+    assert first == 7
+    assert api.broker_backlog(client, lists=lists, unacked_key="unacked") == 0
+
+
+def test_a_worker_that_never_drains_the_queue_stops_the_bench():
+    client = FakeRedis({"q": 1}, 0)
+    with pytest.raises(SystemExit, match="left 1 messages"):
+        api.broker_drain(client, lists=["q"], unacked_key="unacked", timeout=0.01, poll=0.005)
