@@ -14,7 +14,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from config import dates
-from config.api.serializers import QuerySerializer
+from config.api.serializers import BuiltOnce, QuerySerializer
 from credits.budgets.api import BudgetSerializer
 from credits.models import CreditGrant, EntryKind, LedgerEntry
 
@@ -74,7 +74,7 @@ class DateOrDateTimeField(serializers.Field):
 # --- Balance ------------------------------------------------------------------------------------
 
 
-class GrantSerializer(serializers.ModelSerializer):
+class GrantSerializer(BuiltOnce, serializers.ModelSerializer):
     class Meta:
         model = CreditGrant
         fields = ["id", "source", "amount", "remaining", "priority", "expires_at", "created_at"]
@@ -87,13 +87,13 @@ class GrantSerializer(serializers.ModelSerializer):
         }
 
 
-class NextExpirySerializer(serializers.Serializer):
+class NextExpirySerializer(BuiltOnce, serializers.Serializer):
     grant = serializers.IntegerField(source="pk", read_only=True, help_text="The grant's id.")
     expires_at = serializers.DateTimeField(read_only=True)
     remaining = credits_field("Credits that expire then unless spent first.")
 
 
-class BalanceSerializer(serializers.Serializer):
+class BalanceSerializer(BuiltOnce, serializers.Serializer):
     balance = credits_field("Posted credits: grants in, captures and expiries out.")
     held = credits_field("Credits reserved by running jobs (not yet charged).")
     available = credits_field("balance − held: what new jobs may spend (negative: overage).")

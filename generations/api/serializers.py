@@ -7,15 +7,11 @@ Credit amounts are decimal strings with three places (``"5.000"``), never floats
 
 from __future__ import annotations
 
-import copy
-
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
-from rest_framework.fields import SkipField
-from rest_framework.relations import PKOnlyObject
 
-from config.api.serializers import QuerySerializer, StrictSerializer
+from config.api.serializers import BuiltOnce, QuerySerializer, StrictSerializer
 from generations.models import Job, JobStatus
 
 CREDITS = {"max_digits": 18, "decimal_places": 3}
@@ -73,7 +69,7 @@ class JobErrorField(serializers.Field):
         return {"code": job.error_code or "failed", "message": job.error or ""}
 
 
-class JobSerializer(serializers.ModelSerializer):
+class JobSerializer(BuiltOnce, serializers.ModelSerializer):
     model = serializers.SlugRelatedField(
         slug_field="slug", read_only=True, help_text="The model's slug."
     )
@@ -129,41 +125,6 @@ class JobSerializer(serializers.ModelSerializer):
             "started_at": {"help_text": "When it started running (latest attempt)."},
             "finished_at": {"help_text": "When it reached a terminal status."},
         }
-
-    _built_fields = None  # per class: see get_fields
-    _bound_fields = None  # per class: see to_representation
-
-    def get_fields(self):
-        """The fields, built once per class (the model's introspection and the fields'
-        construction: about half of the serializer's cost per job, issue 16), then copied for
-        each serializer as DRF copies declared fields (a field is bound to one parent)."""
-        cls = type(self)
-        if cls.__dict__.get("_built_fields") is None:
-            cls._built_fields = super().get_fields()
-        return copy.deepcopy(cls._built_fields)
-
-    def to_representation(self, instance):
-        """DRF's `Serializer.to_representation`, the same code over the readable fields of one
-        serializer built and bound once per class, instead of this serializer's own copies:
-        a field's `to_representation` reads only its own options (never the parent's context
-        or state), and copying the fields for every job was about 70 % of the serializer's
-        cost per job (issue 16). The same JSON: tests/generations/test_api_serializers.py."""
-        cls = type(self)
-        fields = cls.__dict__.get("_bound_fields")
-        if fields is None:
-            fields = cls._bound_fields = tuple(cls()._readable_fields)
-        ret = {}
-        for field in fields:
-            try:
-                attribute = field.get_attribute(instance)
-            except SkipField:
-                continue
-            check_for_none = attribute.pk if isinstance(attribute, PKOnlyObject) else attribute
-            if check_for_none is None:
-                ret[field.field_name] = None
-            else:
-                ret[field.field_name] = field.to_representation(attribute)
-        return ret
 
 
 class GenerationCreateSerializer(StrictSerializer):

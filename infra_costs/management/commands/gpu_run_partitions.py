@@ -30,7 +30,12 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--ahead", type=int, metavar="N", help="Months ahead to make.")
-        parser.add_argument("--detach", type=_month, metavar="YYYY-MM")
+        parser.add_argument(
+            "--detach",
+            type=_month,
+            metavar="YYYY-MM",
+            help="A closed month to take out of the runs (refused while it has dirty hours).",
+        )
         parser.add_argument("--drop", action="store_true", help="Drop the detached table.")
 
     def handle(self, *args, **options):
