@@ -242,6 +242,23 @@ def test_the_beat_task_makes_the_months_ahead():
         assert partitions.partition_name(date(now.year + y, m + 1, 1)) in names
 
 
+def test_the_beat_task_still_refreshes_the_aggregates_when_the_months_cannot_be_made(
+    monkeypatch,
+):
+    from django.db import OperationalError
+
+    from infra_costs import tasks
+
+    def refused(**kwargs):
+        raise OperationalError("canceling statement due to lock timeout")
+
+    hour = datetime(2026, 3, 2, 9, tzinfo=UTC)
+    CostHourDirty.objects.create(hour=hour)
+    monkeypatch.setattr(partitions, "gpu_run_partitions_ahead", refused)
+    tasks.refresh_cost_aggregates()
+    assert not CostHourDirty.objects.filter(hour=hour).exists()
+
+
 def test_the_command_lists_makes_and_detaches_and_refuses_bad_input():
     from io import StringIO
 
