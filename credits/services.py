@@ -350,8 +350,15 @@ def spend_authorize(
             now=now,
         )
     else:
+        # The account is locked above and `key` was looked up under the lock: no savepoint.
         hold = ledger.hold_create(
-            account=account, amount=amount, key=key, api_key=api_key, metadata=metadata, now=now
+            account=account,
+            amount=amount,
+            key=key,
+            api_key=api_key,
+            metadata=metadata,
+            now=now,
+            key_checked=True,
         )
     budgets.budgets_record(hold=hold, budget_ids=budget_ids, amount=amount, now=now)
     return hold

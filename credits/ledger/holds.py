@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from datetime import datetime, timedelta
 from decimal import Decimal
+from functools import partial
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -125,45 +126,77 @@ def hold_create(
     api_key=None,
     metadata: dict | None = None,
     now: datetime | None = None,
+    key_checked: bool = False,
 ) -> CreditHold:
     """Reserve `amount` (a pending debit). InsufficientCredits when available credits plus the
-    overage allowance don't cover it. Replaying `key` returns the existing hold."""
+    overage allowance don't cover it. Replaying `key` returns the existing hold.
+
+    `key_checked`: the caller holds the account's row lock and found no hold with `key` under
+    it (`spend_authorize`). Every hold of an account is written under that lock, so the insert
+    cannot meet a duplicate key, and the hold is written without the savepoint that would
+    catch one (two statements fewer on every submission)."""
     amount = parse_credits(amount)
     if not key:
         raise ValidationError("A hold needs a key (e.g. the job id).")
     now = now_or(now)
     expires_at = expires_at or now + timedelta(seconds=settings.CREDITS_HOLD_TIMEOUT_S)
+    write = partial(
+        _hold_write,
+        account.pk,
+        amount=amount,
+        key=key,
+        now=now,
+        expires_at=expires_at,
+        api_key=api_key,
+        metadata=metadata or {},
+    )
+    if key_checked:
+        return write()
     try:
         with transaction.atomic():
-            posted = move_account(
-                account.pk,
-                balance_delta=ZERO,
-                held_delta=amount,
-                now=now,
-                require_available=amount,
-            )
-            if posted is None:
-                existing = CreditHold.objects.filter(account_id=account.pk, key=key).first()
-                if existing is not None:
-                    return _hold_replay(existing, amount)
-                if not CreditAccount.objects.filter(pk=account.pk).exists():
-                    raise NotFound("No such credit account.")
-                raise _insufficient(account.pk, amount)
-            return _hold_draw_and_record(
-                account.pk,
-                posted,
-                amount=amount,
-                key=key,
-                now=now,
-                expires_at=expires_at,
-                api_key=api_key,
-                metadata=metadata or {},
-            )
+            return write()
     except IntegrityError:
         existing = CreditHold.objects.filter(account_id=account.pk, key=key).first()
         if existing is None:
             raise
         return _hold_replay(existing, amount)
+
+
+def _hold_write(
+    account_id: int,
+    *,
+    amount: Decimal,
+    key: str,
+    now: datetime,
+    expires_at: datetime,
+    api_key,
+    metadata: dict,
+) -> CreditHold:
+    """The hold's account movement and rows (`hold_create`), or why not."""
+    posted = move_account(
+        account_id,
+        balance_delta=ZERO,
+        held_delta=amount,
+        now=now,
+        require_available=amount,
+    )
+    if posted is None:
+        existing = CreditHold.objects.filter(account_id=account_id, key=key).first()
+        if existing is not None:
+            return _hold_replay(existing, amount)
+        if not CreditAccount.objects.filter(pk=account_id).exists():
+            raise NotFound("No such credit account.")
+        raise _insufficient(account_id, amount)
+    return _hold_draw_and_record(
+        account_id,
+        posted,
+        amount=amount,
+        key=key,
+        now=now,
+        expires_at=expires_at,
+        api_key=api_key,
+        metadata=metadata,
+    )
 
 
 def hold_create_usage(

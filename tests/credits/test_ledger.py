@@ -345,3 +345,28 @@ def test_drift_is_detected_when_a_grant_is_tampered_with():
     account = make_account(credits="100")
     CreditGrant.objects.filter(account=account, remaining__gt=0).update(remaining=D(1))
     assert any(d.check == "grant remaining == sum of its allocations" for d in ledger_drift())
+
+
+@pytest.mark.ledger_drift_expected
+def test_drift_check_is_one_statement_and_scoped_to_the_accounts_asked(
+    django_assert_num_queries,
+):
+    tampered = make_account(credits="100")
+    clean = make_account(credits="50")
+    CreditAccount.objects.filter(pk=tampered.pk).update(balance=D(101), version=99)
+    CreditGrant.objects.filter(account=tampered, remaining__gt=0).update(remaining=D(1))
+    with django_assert_num_queries(1):
+        drifts = ledger_drift(account_ids=[tampered.pk, clean.pk])
+    assert {d.account_id for d in drifts} == {tampered.pk}
+    # Every broken invariant is named, in the checks' order, with its figures.
+    assert [d.check for d in drifts] == [
+        "balance == sum of posting entries",
+        "grant remaining == sum of its allocations",
+        "available == grants remaining - unfunded",
+        "account version == last entry sequence",
+    ]
+    balance = drifts[0]
+    assert (balance.expected, balance.actual) == ("100.000", "101.000")
+    assert drifts[1].grant_id is not None
+    assert ledger_drift(account_ids=[clean.pk]) == []
+    assert {d.account_id for d in ledger_drift()} == {tampered.pk}
