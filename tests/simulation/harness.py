@@ -31,9 +31,11 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import os
 import random
 import shutil
 import tempfile
+import types
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -41,7 +43,7 @@ from pathlib import Path
 
 import time_machine
 from django.conf import settings
-from django.db import OperationalError, connection, transaction
+from django.db import DEFAULT_DB_ALIAS, OperationalError, connection, connections, transaction
 from django.test import override_settings
 from kombu.exceptions import OperationalError as KombuOperationalError
 
@@ -495,18 +497,101 @@ def _draw_mood(rng: random.Random) -> dict:
 
 
 @contextlib.contextmanager
-def seed_savepoint():
+def seed_savepoint(patches: Patches | None = None):
     """A savepoint rolled back at the end. Marked as a test case's block so the services'
     durable transactions (`atomic(durable=True)`) may open inside it, as they do inside a
-    Django TestCase."""
+    Django TestCase. Inside it, the services' transactions are nested savepoints, sent the
+    cheap way (`_Savepoints`) unless SIM_PLAIN_SAVEPOINTS=1."""
     atomic = transaction.atomic()
     atomic._from_testcase = True
     atomic.__enter__()
+    savepoints = None
+    if patches is not None and os.environ.get("SIM_PLAIN_SAVEPOINTS") != "1":
+        savepoints = _Savepoints(patches)
     try:
         yield
     finally:
+        if savepoints is not None:
+            savepoints.remove()
         transaction.set_rollback(True)
         atomic.__exit__(None, None, None)
+
+
+class _Savepoints:
+    """The services' transactions inside a seed, without a statement of their own: a third of
+    a seed's statements were SAVEPOINT/RELEASE pairs. No `RELEASE SAVEPOINT` is sent: a kept
+    savepoint is to every later statement what a released one is (its work stays; rolling
+    back a newer one undoes only the newer one's; the seed's own rollback undoes them all),
+    and the seed keeps a few dozen at most. A `SAVEPOINT` is sent in front of the next
+    statement, in its query string (simple protocol: `SAVEPOINT s; SELECT …`, the cursor
+    moved on to the statement's own result), or on its own before a statement that can't
+    carry it (the ledger's prepared statements, `executemany`); one rolled back or released
+    before any statement ran was never needed and is just forgotten. So the services see the
+    transactions they would, in half the statements."""
+
+    def __init__(self, patches: Patches):
+        self.db = db = connections[DEFAULT_DB_ALIAS]  # the wrapper itself, not the proxy
+        self.pending: list[str] = []
+        self.real_create = db._savepoint
+        self.real_rollback = db._savepoint_rollback
+        db._savepoint = self.create
+        db._savepoint_rollback = self.rollback
+        db._savepoint_commit = self.release
+        db.execute_wrappers.append(self.wrap)
+        from credits.ledger import _core as ledger_core
+
+        real_cursor = ledger_core.psycopg.Cursor
+
+        def ledger_cursor(conn):
+            self.flush()
+            return real_cursor(conn)
+
+        patches.set(
+            ledger_core,
+            "psycopg",
+            types.SimpleNamespace(Cursor=ledger_cursor),
+        )
+
+    def remove(self) -> None:
+        self.pending.clear()  # the seed's rollback follows: nothing left to send
+        for name in ("_savepoint", "_savepoint_rollback", "_savepoint_commit"):
+            self.db.__dict__.pop(name, None)
+        if self.wrap in self.db.execute_wrappers:
+            self.db.execute_wrappers.remove(self.wrap)
+
+    def create(self, sid: str) -> None:
+        self.pending.append(sid)
+
+    def rollback(self, sid: str) -> None:
+        if sid in self.pending:  # never sent: nothing ran since, nothing to undo
+            del self.pending[self.pending.index(sid) :]
+            return
+        self.pending.clear()  # newer than `sid`, unsent: gone with it
+        self.real_rollback(sid)
+
+    def release(self, sid: str) -> None:
+        if sid in self.pending:
+            del self.pending[self.pending.index(sid) :]
+
+    def flush(self) -> None:
+        pending, self.pending = self.pending, []
+        for sid in pending:
+            self.real_create(sid)
+
+    def wrap(self, execute, sql, params, many, context):
+        if not self.pending:
+            return execute(sql, params, many, context)
+        if many:
+            self.flush()
+            return execute(sql, params, many, context)
+        pending, self.pending = self.pending, []
+        create = self.db.ops.savepoint_create_sql
+        prefix = "".join(f"{create(sid)}; " for sid in pending)
+        result = execute(prefix + sql, params, many, context)
+        cursor = context["cursor"]
+        for _ in pending:
+            cursor.nextset()
+        return result
 
 
 @dataclass
@@ -562,7 +647,7 @@ def run_seed(seed: int, world: World, *, extra_patches=None) -> SeedResult:
             GENERATIONS_SPOOL_DIR=spool_dir,
         ),
         time_machine.travel(BASE_TIME, tick=False) as traveller,
-        seed_savepoint(),
+        seed_savepoint(patches),
     ):
         sim = Sim(seed=seed, world=world, rng=rng, traveller=traveller, p=_draw_mood(rng))
         if drives_http(seed):
