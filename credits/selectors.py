@@ -46,36 +46,43 @@ class Drift:
 
 
 # Each check returns rows (account_id, grant_id, entry_id, expected, actual) that disagree.
-# Amounts are numeric(18, 3): exact, compared as they are.
+# Amounts are numeric(18, 3): exact, compared as they are. Asked for some accounts, every
+# subquery reads only theirs (`where_entries`, `and_accounts`): one account's check reads its
+# rows by index, not the whole ledger.
 _CHECKS: dict[str, str] = {
     "balance == sum of posting entries": f"""
         SELECT a.id, NULL, NULL, COALESCE(e.s, 0), a.balance
         FROM {ACCOUNT} a
-        LEFT JOIN (SELECT account_id, SUM(balance_delta) AS s FROM {ENTRY} GROUP BY account_id) e
+        LEFT JOIN (SELECT account_id, SUM(balance_delta) AS s FROM {ENTRY}
+                   {{where_entries}} GROUP BY account_id) e
                ON e.account_id = a.id
         WHERE a.balance <> COALESCE(e.s, 0) {{accounts_a}}""",
     "held == sum of open holds": f"""
         SELECT a.id, NULL, NULL, COALESCE(h.s, 0), a.held
         FROM {ACCOUNT} a
         LEFT JOIN (SELECT account_id, SUM(amount) AS s FROM {HOLD}
-                   WHERE status = 'held' GROUP BY account_id) h ON h.account_id = a.id
+                   WHERE status = 'held' {{and_accounts}} GROUP BY account_id) h
+               ON h.account_id = a.id
         WHERE a.held <> COALESCE(h.s, 0) {{accounts_a}}""",
     "held == sum of hold/release/capture entries": f"""
         SELECT a.id, NULL, NULL, COALESCE(e.s, 0), a.held
         FROM {ACCOUNT} a
-        LEFT JOIN (SELECT account_id, SUM(held_delta) AS s FROM {ENTRY} GROUP BY account_id) e
+        LEFT JOIN (SELECT account_id, SUM(held_delta) AS s FROM {ENTRY}
+                   {{where_entries}} GROUP BY account_id) e
                ON e.account_id = a.id
         WHERE a.held <> COALESCE(e.s, 0) {{accounts_a}}""",
     "grant remaining == sum of its allocations": f"""
         SELECT g.account_id, g.id, NULL, COALESCE(x.s, 0), g.remaining
         FROM {GRANT} g
         LEFT JOIN (SELECT grant_id, SUM(amount) AS s FROM {ALLOC}
-                   WHERE grant_id IS NOT NULL GROUP BY grant_id) x ON x.grant_id = g.id
+                   WHERE grant_id IS NOT NULL {{and_accounts}} GROUP BY grant_id) x
+               ON x.grant_id = g.id
         WHERE g.remaining <> COALESCE(x.s, 0) {{accounts_g}}""",
     "available == grants remaining - unfunded": f"""
         SELECT a.id, NULL, NULL, COALESCE(x.s, 0), a.balance - a.held
         FROM {ACCOUNT} a
-        LEFT JOIN (SELECT account_id, SUM(amount) AS s FROM {ALLOC} GROUP BY account_id) x
+        LEFT JOIN (SELECT account_id, SUM(amount) AS s FROM {ALLOC}
+                   {{where_entries}} GROUP BY account_id) x
                ON x.account_id = a.id
         WHERE a.balance - a.held <> COALESCE(x.s, 0) {{accounts_a}}""",
     "entry chain (balance_after/held_after follow the deltas)": f"""
@@ -94,7 +101,8 @@ _CHECKS: dict[str, str] = {
     "account version == last entry sequence": f"""
         SELECT a.id, NULL, NULL, COALESCE(e.m, 0), a.version
         FROM {ACCOUNT} a
-        LEFT JOIN (SELECT account_id, MAX(sequence) AS m FROM {ENTRY} GROUP BY account_id) e
+        LEFT JOIN (SELECT account_id, MAX(sequence) AS m FROM {ENTRY}
+                   {{where_entries}} GROUP BY account_id) e
                ON e.account_id = a.id
         WHERE a.version <> COALESCE(e.m, 0) {{accounts_a}}""",
 }
@@ -107,9 +115,10 @@ def _drift_sql(filtered: bool) -> str:
             "accounts_a": "AND a.id = ANY(%(ids)s)",
             "accounts_g": "AND g.account_id = ANY(%(ids)s)",
             "where_entries": "WHERE account_id = ANY(%(ids)s)",
+            "and_accounts": "AND account_id = ANY(%(ids)s)",
         }
     else:
-        filters = {"accounts_a": "", "accounts_g": "", "where_entries": ""}
+        filters = {"accounts_a": "", "accounts_g": "", "where_entries": "", "and_accounts": ""}
     branches = [
         f"SELECT {n} AS n, d.account_id::bigint, d.grant_id::bigint, d.entry_id::bigint, "
         f"d.expected::numeric, d.actual::numeric FROM ({sql.format(**filters)}) "
