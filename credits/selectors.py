@@ -9,6 +9,7 @@ from django.db import connection
 from django.db.models import Q, QuerySet, Sum, TextField, Value
 
 from accounts.models import Organization
+from config.rows import execute as rows_execute
 from credits.models import (
     CreditAccount,
     CreditGrant,
@@ -296,11 +297,13 @@ def generations_today(*, account: CreditAccount, now) -> int:
     )
 
 
-def jobs_running(*, account: CreditAccount) -> int:
-    """What the concurrent-jobs cap counts: open holds (queued or running jobs)."""
-    from credits.models import HoldStatus
+_RUNNING_SQL = f"SELECT COUNT(*) FROM {HOLD} WHERE account_id = %s AND status = %s"
 
-    return CreditHold.objects.filter(account=account, status=HoldStatus.HELD).count()
+
+def jobs_running(*, account: CreditAccount) -> int:
+    """What the concurrent-jobs cap counts: open holds (queued or running jobs). A fixed
+    statement (config.rows): it runs on every submission."""
+    return rows_execute(_RUNNING_SQL, [account.pk, HoldStatus.HELD])[0][0]
 
 
 @dataclass(frozen=True)
