@@ -47,6 +47,7 @@ from django.db import DEFAULT_DB_ALIAS, OperationalError, connection, connection
 from django.test import override_settings
 from kombu.exceptions import OperationalError as KombuOperationalError
 
+from config import rows
 from config.errors import ServiceError
 from credits import services as credits_services
 from generations import services
@@ -69,6 +70,11 @@ SIM_SETTINGS = {
     "GENERATIONS_MAX_ATTEMPTS": MAX_ATTEMPTS,
     "GENERATIONS_RESULT_CACHE_TTL_S": 0,
 }
+
+
+# The harness's own reads on every GPU run and settle round, as fixed statements (config.rows).
+_CURRENT_SQL = f"SELECT 1 FROM {Job._meta.db_table} WHERE id = %s AND status = %s AND attempts = %s"
+_STATUSES_SQL = f"SELECT status FROM {Job._meta.db_table} WHERE id = ANY(%s::uuid[])"
 
 
 class WorkerDied(BaseException):
@@ -293,7 +299,7 @@ class Sim:
             except BackendError as exc:
                 outcome = exc
         self.advance(self.rng.uniform(0.1, 5))
-        current = Job.objects.filter(pk=job_id, status=JobStatus.RUNNING, attempts=attempt).exists()
+        current = bool(rows.execute(_CURRENT_SQL, [job_id, JobStatus.RUNNING, attempt]))
         if current:
             self.completed[(job_id, attempt)] = (
                 "failed" if isinstance(outcome, BackendError) else "succeeded"
@@ -457,10 +463,7 @@ class Sim:
                 except Exception as exc:
                     self.crashed("run", message.job_id, exc)
                 self.committed()
-            if all(
-                s in TERMINAL
-                for s in Job.objects.filter(pk__in=self.jobs).values_list("status", flat=True)
-            ):
+            if all(s in TERMINAL for (s,) in rows.execute(_STATUSES_SQL, [self.jobs])):
                 break
             self.advance(max(LEASE_S, REQUEUE_AFTER_S) + 1)
             self.log(f"settle reaper {services.jobs_reap()}")
