@@ -421,12 +421,12 @@ class AuditDown(Exception):
 
 @pytest.fixture
 def audit_fails(monkeypatch):
-    from credits import services
+    from credits.services import staff
 
     def fail(**kwargs):
         raise AuditDown("audit table unavailable")
 
-    monkeypatch.setattr(services, "audit_record", fail)
+    monkeypatch.setattr(staff, "audit_record", fail)  # where the staff actions look it up
 
 
 def test_release_action_whose_audit_row_fails_releases_nothing(

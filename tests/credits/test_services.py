@@ -46,7 +46,7 @@ def audit_fails(monkeypatch):
     def fail(**kwargs):
         raise AuditDown("audit table unavailable")
 
-    monkeypatch.setattr(services, "audit_record", fail)
+    monkeypatch.setattr(services.staff, "audit_record", fail)  # where the actions look it up
 
 
 @pytest.fixture
