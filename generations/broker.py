@@ -10,6 +10,11 @@ kombu puts it back in its list.
 `broker_scan` reads both, bounded (LRANGE and HSCAN in pages, at most `limit` messages), and
 says for each job whether its message is still there. The reaper (`generations.services.reaper`)
 publishes again only the jobs whose message is gone.
+
+It also says which Redis server answered (`broker_identity`: `INFO server`'s `run_id`, new at
+every start, and its uptime). Our Redis runs without persistence, so a restart loses every
+message it held: the reaper uses the server's start time to look at once at the jobs published
+before it, instead of only at those queued longer than GENERATIONS_REQUEUE_AFTER_S.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -27,19 +33,60 @@ RUN_TASK = "generations.tasks.run_generation"
 PAGE = 500
 
 
+@dataclass(frozen=True)
+class BrokerIdentity:
+    """The Redis server process that answered: `run_id` (random, new at every start of the
+    server — a restart or a failover to another server changes it), `uptime_s` (whole seconds
+    since that start) and `read_at_ts`, this host's wall clock just after INFO answered."""
+
+    run_id: str
+    uptime_s: int
+    read_at_ts: float
+
+    @property
+    def started_at_ts(self) -> float:
+        """The latest moment the server can have started, on this host's clock: a message sent
+        before it is not in this server (without persistence). Redis counts its uptime in
+        whole seconds of its clock (now's second minus its start's second), which may be up
+        to a second more than the time since its start: hence the second added."""
+        return self.read_at_ts - self.uptime_s + 1
+
+
+def broker_identity(client) -> BrokerIdentity | None:
+    """`INFO server` of the broker's Redis (None when the server refuses INFO — some managed
+    Redis rename it — or its answer lacks the fields; a connection error raises)."""
+    from redis.exceptions import ResponseError
+
+    try:
+        info = client.info("server")
+    except ResponseError:
+        logger.info("Broker: INFO server refused; restarts are noticed by the horizon only")
+        return None
+    read_at = time.time()
+    try:
+        return BrokerIdentity(
+            run_id=str(info["run_id"]), uptime_s=int(info["uptime_in_seconds"]), read_at_ts=read_at
+        )
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
 @dataclass
 class BrokerScan:
     """`present`: job ids with a run message waiting in a list or held by a worker that took
-    it lately (or holds it until its countdown); `stale`: job id → delivery tags of messages a
-    worker took more than `stale_after_s` ago without acknowledging them (a worker that died
-    before it started the job: kombu would put them back only after the visibility timeout);
-    `complete`: the pools whose lists were read to the end (a job of another pool can't be
-    told lost); `read`: messages read."""
+        it lately (or holds it until its countdown); `stale`: job id → delivery tags of messages a
+        worker took more than `stale_after_s` ago without acknowledging them (a worker that died
+        before it started the job: kombu would put them back only after the visibility timeout);
+        `complete`: the pools whose lists were read to the end (a job of another pool can't be
+        told lost); `read`: messages read; `identity`: the Redis server that answered, read before
+    the messages (None when unknown); `broker`: which broker (its URL, password masked)."""
 
     present: set[str] = field(default_factory=set)
     stale: dict[str, set[bytes]] = field(default_factory=dict)
     complete: set[str] = field(default_factory=set)
     read: int = 0
+    identity: BrokerIdentity | None = None
+    broker: str = ""
 
 
 def _job_id(message: dict) -> str | None:
@@ -79,7 +126,11 @@ def broker_scan(
     with app.connection_for_read() as conn:
         conn.ensure_connection(max_retries=1, timeout=2)
         channel = conn.default_channel
+        scan.broker = conn.as_uri()
         with channel.conn_or_acquire() as client:
+            # First: a restart after this read empties what is read next, which the next scan
+            # (a new run_id, a short uptime) tells.
+            scan.identity = broker_identity(client)
             unacked_complete = _read_unacked(
                 client, channel, scan, now_ts=now_ts, stale_after_s=stale_after_s, limit=limit
             )
