@@ -32,7 +32,11 @@ from generations.models import AIModel, Job, JobStatus
 from generations.price_tables import price_for
 from generations.selectors import model_params_schema
 from generations.services.events import job_event_add, job_insert_with_event
-from generations.services.submission_lookup import job_publish_record, rate_and_override_for_slug
+from generations.services.submission_lookup import (
+    job_by_idempotency_key,
+    job_publish_record,
+    rate_and_override_for_slug,
+)
 from generations.validation import SEED_MAX, SEED_MIN, params_errors, truncated
 from infra_costs import fleet
 
@@ -236,9 +240,7 @@ def generation_submit(
         raise ValidationError("model is required.", errors={"model": ["Required."]})
     fingerprint = request_fingerprint(model_slug, params)
     if idempotency_key is not None:
-        existing = Job.objects.filter(
-            organization=organization, idempotency_key=idempotency_key
-        ).first()
+        existing = job_by_idempotency_key(organization_id=organization.pk, key=idempotency_key)
         if existing is not None:
             if existing.request_fingerprint != fingerprint:
                 raise IdempotencyConflict()

@@ -9,6 +9,8 @@ SELECTs).
   job pins is the price in force at acceptance. tests/generations/test_submission_lookup.py
   checks it against those two selectors.
 - `job_publish_record`: the `published_at` bookkeeping after a publish (one UPDATE).
+- `job_by_idempotency_key`: the organization's job with an Idempotency-Key (the replay check
+  before a keyed submission).
 
 Both run through Django's cursor: its query log counts them.
 """
@@ -20,7 +22,7 @@ from functools import cache
 
 from django.db import connection
 
-from config.rows import columns, execute, instances
+from config.rows import columns, execute, instance, instances
 from generations.models import AIModel, CreditRate, Job
 from generations.overrides.models import PriceOverride
 from infra_costs.models import NodePool
@@ -89,3 +91,18 @@ def job_publish_record(*, job_id, published: bool, at: datetime) -> None:
         execute(_publish_sql(), [at, job_id], rows=False)
     else:
         execute(_unpublish_sql(), [job_id], rows=False)
+
+
+@cache
+def _idempotency_sql() -> str:
+    return (
+        f"SELECT {columns(Job, 'j')} FROM {connection.ops.quote_name(Job._meta.db_table)} j "
+        "WHERE j.organization_id = %s AND j.idempotency_key = %s"
+    )
+
+
+def job_by_idempotency_key(*, organization_id: int, key: str) -> Job | None:
+    """`Job.objects.filter(organization=…, idempotency_key=…).first()` (unique together: at
+    most one row, so no ORDER BY) without the ORM's compiler."""
+    rows = execute(_idempotency_sql(), [organization_id, key])
+    return instance(Job, rows[0]) if rows else None

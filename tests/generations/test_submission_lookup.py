@@ -165,3 +165,25 @@ def test_the_publish_record_sets_and_clears_published_at(org):
     job_publish_record(job_id=job.pk, published=False, at=NOW)
     row = Job.objects.values("published_at", "publish_count").get(pk=job.pk)
     assert row == {"published_at": None, "publish_count": 2}
+
+
+def test_the_idempotency_lookup_finds_only_the_organizations_own_keyed_job(
+    django_assert_num_queries,
+):
+    from generations.services.submission_lookup import job_by_idempotency_key
+
+    make_ai_model("sdxl", credits="5")
+    acme, other = make_org(slug="acme-k"), make_org(slug="other-k")
+    with mock.patch.object(submission, "enqueue"):
+        job, _ = generation_submit(
+            organization=acme, model_slug="sdxl", params={"prompt": "a"}, idempotency_key="k-1"
+        )
+        generation_submit(
+            organization=other, model_slug="sdxl", params={"prompt": "b"}, idempotency_key="k-2"
+        )
+    with django_assert_num_queries(1):
+        found = job_by_idempotency_key(organization_id=acme.pk, key="k-1")
+    assert (found.pk, found.params, found.status) == (job.pk, job.params, job.status)
+    assert found.request_fingerprint == job.request_fingerprint
+    assert job_by_idempotency_key(organization_id=other.pk, key="k-1") is None
+    assert job_by_idempotency_key(organization_id=acme.pk, key="k-2") is None
