@@ -76,6 +76,14 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="also time the import of the generated jobs as a CSV file (the jobs are written "
         "out, truncated and imported back, then re-imported; issue 16: 1M rows <= 20 s)",
     )
+    p.add_argument(
+        "--import-into-existing-months",
+        dest="import_existing",
+        action="store_true",
+        help="with --import: keep the (emptied) month partitions of the data, so the first "
+        "import inserts into them; by default they are dropped and the import makes them, as "
+        "an import of history into a database that has not seen those months",
+    )
     return p.parse_args(argv)
 
 
@@ -241,10 +249,14 @@ class _PhaseTimer:
                 self.copied_at = started - self.t0
             if "_ch_" in sql or "costhour" in sql:
                 self.spent["aggregates"] += spent
-            elif "INSERT INTO infra_costs_gpurun" in sql:
+            elif (
+                "INSERT INTO infra_costs_gpurun" in sql or 'INSERT INTO "infra_costs_gpurun' in sql
+            ):
                 self.spent["insert"] += spent
             elif self.copied_at is not None and "_infra_import_jobs" in sql:
                 self.spent["checks"] += spent
+            elif self.copied_at is not None and "infra_costs_gpurun" in sql:
+                self.spent["insert"] += spent  # a new month: its indexes, its attach
 
     def __enter__(self):
         self.t0 = time.perf_counter()
@@ -273,19 +285,35 @@ class _PhaseTimer:
         return ", ".join(f"{k} {v:.1f} s" for k, v in parts) + f", other {rest:.1f} s"
 
 
-def bench_import(jobs: int) -> bool:
-    """Truncate the runs, import them back from the CSV file (timed, with the aggregates of
-    every hour, as `manage.py import_jobs` does), then re-import (nothing added)."""
+def bench_import(jobs: int, days: int, *, existing_months: bool = False) -> bool:
+    """Truncate the runs and their ids, import them back from the CSV file (timed, with the
+    aggregates of every hour, as `manage.py import_jobs` does), then re-import (nothing added).
+    The months of the data are dropped first (the import makes them: history into a database
+    that has not seen it) unless `existing_months` (the import inserts into empty months)."""
     from django.db import connection
 
+    from infra_costs import partitions
     from infra_costs.imports import open_csv
     from infra_costs.models import GpuRun
     from infra_costs.services import jobs_import_csv
 
     path = _jobs_csv(jobs)
+    end = date.fromordinal(START.toordinal() + days)
     with connection.cursor() as cur:
-        cur.execute("TRUNCATE infra_costs_gpurun")
+        cur.execute("TRUNCATE infra_costs_gpurun, infra_costs_gpurunkey")
+        dropped = []
+        for part in partitions.gpu_run_partitions():
+            if not existing_months and part.month and START.replace(day=1) <= part.month <= end:
+                cur.execute(f"ALTER TABLE infra_costs_gpurun DETACH PARTITION {part.name}")
+                cur.execute(f"DROP TABLE {part.name}")
+                dropped.append(part.name)
         cur.execute("VACUUM ANALYZE infra_costs_gpurun")
+        cur.execute("VACUUM ANALYZE infra_costs_gpurunkey")
+    print(
+        f"import: runs and ids truncated; month partitions dropped: {', '.join(dropped)}"
+        if dropped
+        else "import: runs and ids truncated; the (empty) month partitions kept"
+    )
     times = {}
     for label in ("first", "again"):
         phases = _PhaseTimer(connection)
@@ -675,7 +703,11 @@ def main(argv=None) -> int:
         t0 = time.perf_counter()
         hours = cost_aggregates_refresh()
         print(f"aggregates: {hours:,} hours built in {time.perf_counter() - t0:.1f} s")
-    import_ok = bench_import(args.jobs) if args.import_jobs else True
+    import_ok = (
+        bench_import(args.jobs, args.days, existing_months=args.import_existing)
+        if args.import_jobs
+        else True
+    )
     end = date.fromordinal(START.toordinal() + args.days)
     period = make_period(START, end, window=args.window)
     pool_slugs = dict(NodePool.objects.values_list("id", "slug"))

@@ -8,7 +8,9 @@ partition, attached. It is serialised by an advisory lock and is a no-op when th
 
 - `gpu_run_partitions_ahead`: this month and the next ones (the beat task
   `refresh_cost_aggregates` calls it, so live runs land in month partitions);
-- `gpu_run_partitions_for_import`: the months of an import's staged rows, before its insert;
+- `gpu_run_import_months`, `gpu_run_months_missing`, `gpu_run_months_load`: an import's months
+  (`infra_costs.imports.jobs`); a month without partition is built from its rows in bulk and
+  attached (indexes built once, the foreign key checked set-based), the others take the insert;
 - `gpu_run_month_detach`: a closed month out of the table (kept as a plain table, or dropped).
   `DETACH PARTITION … CONCURRENTLY` is not possible here: PostgreSQL refuses it when the table
   has a default partition, and it cannot run in a transaction block anyway. The plain DETACH
@@ -22,6 +24,7 @@ Reports of a detached month stay right as long as its hours' aggregates are not 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
@@ -101,15 +104,159 @@ def gpu_run_partitions_ahead(*, now: datetime, months: int = AHEAD_MONTHS) -> in
     return gpu_run_months_ensure(first=start, last=date(start.year + y, m + 1, 1))
 
 
-def gpu_run_partitions_for_import(*, first: datetime | None, last: datetime | None) -> int:
-    """Before an import's insert: the months from the staged rows' first start to their last
-    get their partitions. Inside the import's transaction."""
-    if first is None or last is None:
-        return 0
-    lo_m, hi_m = month_start(first.astimezone(UTC)), month_start(last.astimezone(UTC))
-    if (hi_m.year - lo_m.year) * 12 + hi_m.month - lo_m.month >= MAX_IMPORT_MONTHS:
-        lo_m = month_start(datetime(hi_m.year - MAX_IMPORT_MONTHS // 12, hi_m.month, 1))
-    return gpu_run_months_ensure(first=lo_m, last=hi_m)
+def next_month(month: datetime) -> datetime:
+    return month_start(date(month.year + month.month // 12, month.month % 12 + 1, 1))
+
+
+def gpu_run_import_months(*, first: datetime, last: datetime) -> list[datetime]:
+    """The months (UTC month starts) in which an import of runs started in [first, last] may
+    make partitions: from first's month to last's, at most MAX_IMPORT_MONTHS before the latest
+    (the rows of older months, and of December 9999, stay in the default partition)."""
+    hi = month_start(min(last.astimezone(UTC), datetime(9999, 11, 1, tzinfo=UTC)))
+    lo = max(
+        month_start(first.astimezone(UTC)),
+        month_start(datetime(max(1, hi.year - MAX_IMPORT_MONTHS // 12), hi.month, 1)),
+    )
+    if lo > hi:
+        return []
+    months = [lo]
+    while months[-1] < hi:
+        months.append(next_month(months[-1]))
+    return months
+
+
+def _month_lock(cur) -> None:
+    """The lock `infra_costs_gpurun_month_ensure` takes (migration 0007): one session at a time
+    makes months, and holds the lock to the end of its transaction."""
+    cur.execute(f"SELECT pg_advisory_xact_lock(hashtext('{RUN_TABLE}_month_ensure'))")
+
+
+def gpu_run_months_lock() -> None:
+    """The months' lock, before a read of the runs that is not limited to attached months (it
+    reads the default partition): see `gpu_run_import_lock`."""
+    with connection.cursor() as cur:
+        _month_lock(cur)
+
+
+def gpu_run_import_lock(*, first: datetime, last: datetime) -> bool:
+    """Before an import reads the runs of [first, last]: when some month of it has no attached
+    partition (the import may make it, and reading it reads the default partition), the months'
+    lock is taken, to the end of the transaction. Two imports making the same months are then
+    serialised before they read the default partition, which the one attaching locks: without
+    it the other's read (held) and its id claim (waiting for the first) deadlock. Returns
+    whether it was taken."""
+    months = gpu_run_import_months(first=first, last=last)
+    whole = bool(months) and (months[0], months[-1]) == (
+        month_start(first.astimezone(UTC)),
+        month_start(last.astimezone(UTC)),
+    )
+    attached = {p.month for p in gpu_run_partitions() if p.month}
+    missing = not whole or any(m.date() not in attached for m in months)
+    if missing:
+        with connection.cursor() as cur:
+            _month_lock(cur)
+    return missing
+
+
+def gpu_run_months_missing(*, months: list[datetime]) -> list[datetime]:
+    """Of these months (UTC month starts), those without a partition. When some are missing,
+    the months' lock is taken first (to the end of the transaction), so no other session makes
+    them meanwhile: the caller builds them (`gpu_run_months_load`)."""
+    if not months:
+        return []
+    names = [partition_name(m) for m in months]
+    query = "SELECT n FROM unnest(%s::text[]) n WHERE to_regclass(quote_ident(n)) IS NULL"
+    with connection.cursor() as cur:
+        cur.execute(query, [names])
+        if not cur.fetchall():
+            return []
+        _month_lock(cur)
+        cur.execute(query, [names])
+        missing = {n for (n,) in cur.fetchall()}
+    return [m for m, n in zip(months, names, strict=True) if n in missing]
+
+
+def gpu_run_months_load(
+    *, months: list[datetime], load: Callable[[str, str, datetime, datetime], int]
+) -> int:
+    """Missing months' partitions built from their rows in bulk, then attached; returns the
+    rows loaded. For each month `load(table, id_sql, lo, hi)` fills the new plain table with
+    the runs started in [lo, hi) (ids: the SQL expression `id_sql`, the next value of the runs'
+    identity sequence) and returns its number of rows; the table's
+    indexes are then built in one pass each (not maintained row by row). Then, for all the
+    months at once, the rows that live runs left in the default partition meanwhile are moved
+    in and the tables are attached: ATTACH adopts the indexes and checks the foreign key in one
+    set-based query (not one deferred check per row at COMMIT). Inside the caller's
+    transaction, after `gpu_run_months_missing` said the months are missing (its lock is held).
+    The runs' insert triggers do not fire: `load` marks the new rows' hours dirty itself.
+
+    The attach locks, to the end of the transaction (as `gpu_run_months_ensure` does): ACCESS
+    EXCLUSIVE on the default partition, SHARE ROW EXCLUSIVE on the nodes (the foreign key's
+    check blocks their updates); so they are taken after every month is built."""
+    n = 0
+    if not months:
+        return n
+    with connection.cursor() as cur:
+        cur.execute("SET LOCAL maintenance_work_mem = '256MB'")
+        cur.execute("SELECT pg_get_serial_sequence(%s, 'id')", [RUN_TABLE])
+        # (resolved once: pg_get_serial_sequence per row cost ~8 µs)
+        id_sql = "nextval('" + cur.fetchone()[0].replace("'", "''") + "'::regclass)"
+        ddl = None
+        for month in months:
+            name = partition_name(month)
+            cur.execute(f'CREATE TABLE "{name}" (LIKE {RUN_TABLE} INCLUDING CONSTRAINTS)')
+            n += load(name, id_sql, month, next_month(month))
+            for sql in ddl or (ddl := _index_ddl(cur)):
+                cur.execute(sql.replace("{name}", name))
+        cur.execute(f"LOCK TABLE {DEFAULT_PARTITION} IN ACCESS EXCLUSIVE MODE")
+        for month in months:
+            name, bounds = partition_name(month), {"lo": month, "hi": next_month(month)}
+            cur.execute(
+                f"WITH moved AS (DELETE FROM {DEFAULT_PARTITION} WHERE started_at >= %(lo)s "
+                f'AND started_at < %(hi)s RETURNING *) INSERT INTO "{name}" SELECT * FROM moved',
+                bounds,
+            )
+            # The range as a CHECK first: ATTACH then need not scan the table for it.
+            cur.execute(
+                f'ALTER TABLE "{name}" ADD CONSTRAINT "{name}_range" '
+                "CHECK (started_at >= %(lo)s AND started_at < %(hi)s)",
+                bounds,
+            )
+            cur.execute(
+                f'ALTER TABLE {RUN_TABLE} ATTACH PARTITION "{name}" '
+                "FOR VALUES FROM (%(lo)s) TO (%(hi)s)",
+                bounds,
+            )
+            cur.execute(f'ALTER TABLE "{name}" DROP CONSTRAINT "{name}_range"')
+    return n
+
+
+_INDEX_DEF = re.compile(r"^CREATE (UNIQUE )?INDEX \S+ ON ONLY \S+ (USING .*)$")
+
+
+def _index_ddl(cur) -> list[str]:
+    """The runs' indexes and unique keys, as statements (`{name}`: the table) building them on
+    a plain table, which ATTACH then adopts as the partition's (instead of building its own)."""
+    cur.execute(
+        """
+        SELECT c.relname, pg_get_indexdef(i.indexrelid), k.contype,
+               pg_get_constraintdef(k.oid)
+        FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+        LEFT JOIN pg_constraint k ON k.conindid = i.indexrelid AND k.conrelid = i.indrelid
+        WHERE i.indrelid = %s::regclass ORDER BY c.relname
+        """,
+        [RUN_TABLE],
+    )
+    out = []
+    for index, definition, contype, condef in cur.fetchall():
+        if contype in ("p", "u"):
+            suffix = "pkey" if contype == "p" else index
+            out.append(f'ALTER TABLE "{{name}}" ADD CONSTRAINT "{{name}}_{suffix}" ' + condef)
+            continue
+        m = _INDEX_DEF.match(definition)
+        if m is not None:  # (otherwise ATTACH builds it)
+            out.append(f'CREATE {m[1] or ""}INDEX "{{name}}_{index}" ON "{{name}}" ' + m[2])
+    return out
 
 
 def gpu_run_month_detach(

@@ -23,6 +23,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from accounts.services import audit_record
+from config.errors import ValidationError
 from infra_costs.allocation import hourly
 from infra_costs.imports.jobs import JOB_COLUMNS, copy_jobs
 from infra_costs.imports.pools import POOL_COLUMNS, write_pools
@@ -180,7 +181,13 @@ def gpu_run_start(
             cur.execute(_RUN_START_SQL, params)
             run_id, node_id, node_known = cur.fetchone()
     if run_id is None:  # a replay: the run of the first delivery
-        return GpuRun.objects.get(external_id=external_id)
+        first = GpuRun.objects.filter(external_id=external_id).first()
+        if first is None:  # its id is taken by a run the table no longer holds
+            raise ValidationError(
+                f"GPU run {external_id!r} was already recorded, in a month since detached "
+                "from the runs (infra_costs.partitions): it is not recorded again."
+            )
+        return first
     run = GpuRun(
         id=run_id,
         external_id=external_id,

@@ -3,6 +3,8 @@ checks against the database, one insert. Inside the caller's transaction."""
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from django.db import IntegrityError, connection, transaction
 
 from infra_costs import partitions
@@ -15,6 +17,28 @@ from infra_costs.progress import Progress
 JOB_COLUMNS = ("external_id", "model", "node", "started_at", "finished_at", "status")
 _JOBS_TMP = "_infra_import_jobs"
 _JOBS_TMP_TYPES = ("int8", "text", "text", "text", "timestamptz", "timestamptz", "text")
+_RUN_COLUMNS = (
+    "external_id, model_slug, pool_id, node_id, started_at, finished_at, status, source, created_at"
+)
+# The runs' insert trigger (`infra_costs_run_dirty`, RUN_MARK of migration 0006), for rows
+# written into a month's table before it is attached (the trigger does not fire there): their
+# hours marked dirty, the bound of run lengths raised. Run with the session in UTC (then
+# `date_trunc('hour', t)` is the trigger's `date_trunc('hour', t, 'UTC')`, a third faster).
+_RUN_MARK = """
+    WITH r AS (
+        SELECT started_at, finished_at FROM {rows}
+        WHERE finished_at IS NOT NULL AND status <> 'running'
+    ), d AS (
+        INSERT INTO infra_costs_costhourdirty (hour)
+        SELECT DISTINCT gs.h FROM r
+        CROSS JOIN LATERAL generate_series(date_trunc('hour', r.started_at),
+                                           r.finished_at, interval '1 hour') AS gs(h)
+        ON CONFLICT DO NOTHING
+    )
+    UPDATE infra_costs_costrunspan s SET max_us = x.us
+    FROM (SELECT (extract(epoch FROM max(finished_at - started_at)) * 1000000)::bigint
+                 AS us FROM r) x
+    WHERE s.id = 1 AND x.us > s.max_us"""
 
 
 def copy_jobs(
@@ -28,6 +52,7 @@ def copy_jobs(
     key_t = GpuRunKey._meta.db_table
     with connection.cursor() as cur:
         cur.execute("SET LOCAL work_mem = '256MB'")
+        cur.execute("SET LOCAL jit = off")  # (1M-row statements: compiling costs, gains nothing)
         cur.execute(f"DROP TABLE IF EXISTS pg_temp.{_JOBS_TMP}")
         cur.execute(
             f"CREATE TEMP TABLE {_JOBS_TMP} (line bigint, external_id text, model text, "
@@ -84,6 +109,8 @@ def copy_jobs(
         # key table, then looked up by id.
         cur.execute(f"SELECT min(started_at), max(started_at) FROM {_JOBS_TMP}")
         first, last = cur.fetchone()
+        if first is not None:  # (before reading the runs: see the function)
+            partitions.gpu_run_import_lock(first=first, last=last)
         cur.execute(
             f"""
             WITH hit AS (
@@ -104,10 +131,12 @@ def copy_jobs(
         differ = cur.fetchall()
         cur.execute(
             f"UPDATE {_JOBS_TMP} t SET present = true FROM {key_t} k "
-            "WHERE k.external_id = t.external_id AND NOT t.present RETURNING t.external_id, t.line"
+            'WHERE k.external_id = t.external_id COLLATE "C" AND NOT t.present '
+            "RETURNING t.external_id, t.line"
         )
         elsewhere = dict(cur.fetchall())
         if elsewhere:  # (a run of another month: its start differs, so its data does)
+            partitions.gpu_run_months_lock()  # (the lookup reads every month and the default)
             cur.execute(
                 f"SELECT r.external_id, r.model_slug, n.name, r.started_at, r.finished_at, "
                 f"r.status FROM {run_t} r JOIN {node_t} n ON n.id = r.node_id "
@@ -129,39 +158,82 @@ def copy_jobs(
             progress.message("inserting…")
         cur.execute(f"SELECT count(*) FROM {_JOBS_TMP}")
         accepted = cur.fetchone()[0]
-        # The runs are partitioned by month (migration 0007): the months get their partitions,
-        # and external_id is unique through the key table, claimed before the runs' insert.
-        partitions.gpu_run_partitions_for_import(first=first, last=last)
-        rows = f"""
-            SELECT t.external_id, t.model, n.pool_id, n.id, t.started_at, t.finished_at,
-                   t.status, %s, now()
-            FROM {_JOBS_TMP} t JOIN {node_t} n ON n.name = t.node
-            {{join}} WHERE NOT t.present
-            ORDER BY n.id, t.finished_at  -- index locality: ~25 %% faster on 1M rows
-        """
-        insert = f"""INSERT INTO {run_t} (external_id, model_slug, pool_id, node_id, started_at,
-                                         finished_at, status, source, created_at)"""
-        # The ids are claimed in key order (the key index grows at its right edge) by a plain
-        # INSERT, which took 13.4 s against 25.6 s with ON CONFLICT on 2M ids (busy machine,
-        # docs/performance.md); a conflict raises and undoes the savepoint.
-        claim = f"INSERT INTO {key_t} (external_id) SELECT external_id FROM {_JOBS_TMP} " + (
-            "WHERE NOT present ORDER BY external_id"
+        # external_id is unique through the key table (the runs are partitioned by month,
+        # migration 0007): the ids are claimed first, in key order (the key index grows at its
+        # right edge), by a plain INSERT, which took 13.4 s against 25.6 s with ON CONFLICT on
+        # 2M ids (busy machine, docs/performance.md); a conflict raises and undoes the savepoint.
+        claim = (
+            f"INSERT INTO {key_t} (external_id) SELECT external_id FROM {_JOBS_TMP} "
+            'WHERE NOT present ORDER BY external_id COLLATE "C"'
         )
         try:
             with transaction.atomic():  # savepoint: undone when some id is taken
                 cur.execute(claim)
         except IntegrityError:
             # Ids taken by runs this import cannot see (a concurrent import that committed
-            # meanwhile, a detached month): only the rows whose id this statement claims.
+            # meanwhile, a detached month): the rows whose id this statement does not claim
+            # are left out, as already present.
             cur.execute(
                 f"WITH k AS ({claim} ON CONFLICT (external_id) DO NOTHING "
-                f"RETURNING external_id) {insert} "
-                + rows.format(join="JOIN k ON k.external_id = t.external_id"),
-                [RunSource.IMPORTED],
+                f"RETURNING external_id) UPDATE {_JOBS_TMP} t SET present = true "
+                "WHERE NOT t.present AND NOT EXISTS "
+                '(SELECT 1 FROM k WHERE k.external_id = t.external_id COLLATE "C")'
             )
-        else:
-            cur.execute(f"{insert} " + rows.format(join=""), [RunSource.IMPORTED])
-        result.imported = cur.rowcount
+        # The rows to insert by month of start (bucket i: months[i - 1]; 0: older months).
+        months = partitions.gpu_run_import_months(first=first, last=last) if first else []
+        bounds = [*months, partitions.next_month(months[-1])] if months else []
+        cur.execute(
+            f"SELECT width_bucket(started_at, %s::timestamptz[]), count(*) FROM {_JOBS_TMP} "
+            "WHERE NOT present GROUP BY 1",
+            [bounds],
+        )
+        counts = dict(cur.fetchall())
+        # A month without its partition yet (history imported into a database that has not
+        # seen it) is loaded into a table of its own and attached: its indexes built once, its
+        # foreign key checked in one query, instead of both row by row (docs/performance.md,
+        # "Imports, issue 16: the insert and the FK checks"). The others take the insert.
+        fresh = partitions.gpu_run_months_missing(
+            months=[months[b - 1] for b in sorted(counts) if 0 < b <= len(months)]
+        )
+        imported = 0
+        if len(fresh) < len(counts):
+            cur.execute(
+                f"""
+                INSERT INTO {run_t} ({_RUN_COLUMNS})
+                SELECT t.external_id, t.model, n.pool_id, n.id, t.started_at, t.finished_at,
+                       t.status, %(source)s, now()
+                FROM {_JOBS_TMP} t JOIN {node_t} n ON n.name = t.node
+                WHERE NOT t.present
+                  AND width_bucket(t.started_at, %(bounds)s::timestamptz[]) <> ALL(%(fresh)s)
+                ORDER BY n.id, t.finished_at  -- index locality: ~25 %% faster on 1M rows
+                """,
+                {
+                    "source": RunSource.IMPORTED,
+                    "bounds": bounds,
+                    "fresh": [months.index(m) + 1 for m in fresh],
+                },
+            )
+            imported += cur.rowcount
+
+        def load(table: str, id_sql: str, lo: datetime, hi: datetime) -> int:
+            cur.execute(
+                f"""
+                INSERT INTO "{table}" (id, {_RUN_COLUMNS})
+                SELECT {id_sql}, t.external_id, t.model, n.pool_id, n.id, t.started_at,
+                       t.finished_at, t.status, %(source)s, now()
+                FROM {_JOBS_TMP} t JOIN {node_t} n ON n.name = t.node
+                WHERE NOT t.present AND t.started_at >= %(lo)s AND t.started_at < %(hi)s
+                ORDER BY n.id, t.finished_at
+                """,
+                {"source": RunSource.IMPORTED, "lo": lo, "hi": hi},
+            )
+            n = cur.rowcount
+            cur.execute("SET LOCAL TimeZone = 'UTC'")  # (as hourly.refresh, next, does too)
+            cur.execute(_RUN_MARK.format(rows=f'"{table}"'))  # what the insert trigger does
+            return n
+
+        imported += partitions.gpu_run_months_load(months=fresh, load=load)
+        result.imported = imported
         result.already_present = accepted - result.imported
         cur.execute(f"SELECT DISTINCT model FROM {_JOBS_TMP}")
         result.model_slugs = {slug for (slug,) in cur.fetchall()}

@@ -231,6 +231,26 @@ def test_detaching_a_month_keeps_the_other_months_reports_and_its_ids():
         partitions.gpu_run_month_detach(month=date(2025, 1, 1))
 
 
+def test_a_live_replay_whose_run_is_in_a_detached_month_is_refused_clearly():
+    pool = setup_fleet()
+    start = datetime(2025, 1, 20, 8, tzinfo=UTC)
+    partitions.gpu_run_months_ensure(first=start, last=start)
+    services.gpu_run_start(
+        external_id="live-jan", model_slug="m1", pool=pool, node_name="a0", started_at=start
+    )
+    services.gpu_run_finish(
+        external_id="live-jan", status="succeeded", finished_at=start + timedelta(minutes=9)
+    )
+    services.cost_aggregates_refresh()
+    partitions.gpu_run_month_detach(month=date(2025, 1, 1))
+    with pytest.raises(ValidationError, match="detached"):
+        services.gpu_run_start(
+            external_id="live-jan", model_slug="m1", pool=pool, node_name="a0", started_at=start
+        )
+    assert not GpuRun.objects.filter(external_id="live-jan").exists()
+    assert GpuRunKey.objects.filter(external_id="live-jan").count() == 1
+
+
 def test_the_beat_task_makes_the_months_ahead():
     from infra_costs import tasks
 
