@@ -14,8 +14,6 @@ from functools import partial
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import F, Value
-from django.db.models.functions import Greatest
 
 from config.errors import IdempotencyConflict, InsufficientCredits, NotFound, ValidationError
 from credits.budgets import _core as budgets
@@ -496,8 +494,12 @@ def hold_release(
 def hold_extend(*, hold: CreditHold, until: datetime) -> bool:
     """Keep an open hold from being swept as stale before `until` (a job that is still alive:
     requeued after a lost worker, or starting another attempt). Moves no credits; the expiry
-    only ever moves later. False when the hold is no longer held."""
-    updated = CreditHold.objects.filter(pk=hold.pk, status=HoldStatus.HELD).update(
-        expires_at=Greatest(F("expires_at"), Value(until))
-    )
-    return bool(updated)
+    only ever moves later. False when the hold is no longer held. A fixed statement (the
+    ledger's `execute`): every claim of a job runs it."""
+    return fetchone(_EXTEND_SQL, [until, hold.pk, HoldStatus.HELD.value]) is not None
+
+
+_EXTEND_SQL = (
+    f"UPDATE {HOLD} SET expires_at = GREATEST(expires_at, %s) "
+    "WHERE id = %s AND status = %s RETURNING id"
+)

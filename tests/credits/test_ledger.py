@@ -370,3 +370,17 @@ def test_drift_check_is_one_statement_and_scoped_to_the_accounts_asked(
     assert drifts[1].grant_id is not None
     assert ledger_drift(account_ids=[clean.pk]) == []
     assert {d.account_id for d in ledger_drift()} == {tampered.pk}
+
+
+def test_hold_extend_only_moves_an_open_holds_expiry_later():
+    account = make_account(credits="100")
+    hold = ledger.hold_create(account=account, amount="10", key="job-extend")
+    first = CreditHold.objects.get(pk=hold.pk).expires_at
+    assert ledger.hold_extend(hold=hold, until=first + timedelta(hours=1)) is True
+    assert CreditHold.objects.get(pk=hold.pk).expires_at == first + timedelta(hours=1)
+    # Never earlier: an older deadline leaves the later one (and still says it is held).
+    assert ledger.hold_extend(hold=hold, until=first) is True
+    assert CreditHold.objects.get(pk=hold.pk).expires_at == first + timedelta(hours=1)
+    ledger.hold_release(hold=hold)
+    assert ledger.hold_extend(hold=hold, until=first + timedelta(hours=2)) is False
+    assert CreditHold.objects.get(pk=hold.pk).expires_at == first + timedelta(hours=1)

@@ -55,11 +55,11 @@ def test_a_succeeded_run_takes_a_pinned_number_of_statements(
     assert services.generation_run(job_id=submit(org, "a dog").pk) == "succeeded"
     job = submit(org, "a cat")
     ledger_statements.clear()
-    with django_assert_num_queries(13):
+    with django_assert_num_queries(12):
         # The claim (`_claim_recorded`):
         #   SAVEPOINT (BEGIN)
         #   SELECT the job FOR UPDATE, with model, pool, organization, hold, pool managed?
-        #   UPDATE the hold's expiry (hold_extend)
+        #   (the hold's expiry, hold_extend: one ledger statement, not in this log)
         #   UPDATE the job to running + INSERT its status-log row (one CTE)
         #   INSERT the attempt's GPU run, its node looked up by name in the same statement
         #   RELEASE (COMMIT)
@@ -73,7 +73,7 @@ def test_a_succeeded_run_takes_a_pinned_number_of_statements(
         #   UPDATE the node's slot (node_free; a no-op on an unmanaged node)
         #   RELEASE (COMMIT)
         assert services.generation_run(job_id=job.pk) == "succeeded"
-    assert len(ledger_statements) == 1  # the capture
+    assert len(ledger_statements) == 2  # the hold's expiry, the capture
     job.refresh_from_db()
     assert job.status == JobStatus.SUCCEEDED
     assert job.credits_charged == job.credits_held
