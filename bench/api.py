@@ -486,6 +486,7 @@ def main(argv: list[str] | None = None) -> int:
             env,
         )  # fmt: skip
         say(f"  worker ready in {wait_worker_ready(procs, w):.1f} s")
+        meter.track("celery", w.pid)  # its CPU per job: less noisy than latency on a busy host
         wait_terminal(fx.orgs, timeout=120, label="drain")
         # Cancelled jobs are terminal, but their messages are still in Redis: the worker takes
         # each one ('already cancelled') before any job submitted behind it. Measured on top of
@@ -543,6 +544,14 @@ def main(argv: list[str] | None = None) -> int:
         f"rest of the request, commit, publish); published → started p50 "
         f"{ms(pct(worker, 0.5))} ms p99 {ms(pct(worker, 0.99))} ms (Redis, the worker's take, "
         "the task's start)"
+    )
+    n = len(light.ids) or 1
+    cpu = light.cpu
+    say(
+        f"  CPU per job during the light phase: gunicorn {ms(cpu.get('gunicorn', 0) / n)} ms, "
+        f"celery worker {ms(cpu.get('celery', 0) / n)} ms, PostgreSQL "
+        f"{ms(cpu.get('postgres', 0) / n)} ms (the worker's backends exit with their "
+        f"connections: a floor); machine busy {cpu.get('machine_busy_frac', 0):.0%}"
     )
     drift = ledger_drift()
     ok = ok and succeeded == light_jobs.n == len(light.ids) and not drift and light.errors == 0

@@ -237,11 +237,22 @@ def gpu_run_finish(
     (the worker's result, kept while the database was away, is recorded late)."""
     if status not in TERMINAL_RUN_STATUSES:
         raise ValueError(status)
-    updates: dict[str, Any] = {"status": status, "finished_at": finished_at}
+    # What `GpuRun.objects.filter(external_id=…, status__in=which).update(…)` runs, as a fixed
+    # statement: it ends every job, and compiling it cost more than running it (issue 16).
+    sets, params = "status = %s, finished_at = %s", [str(status), finished_at]
     if started_at is not None:
-        updates["started_at"] = min(started_at, finished_at)
-    which = [RunStatus.RUNNING, RunStatus.FAILED] if correct_lost else [RunStatus.RUNNING]
-    return GpuRun.objects.filter(external_id=external_id, status__in=which).update(**updates)
+        sets += ", started_at = %s"
+        params.append(min(started_at, finished_at))
+    which = "(%s, %s)" if correct_lost else "(%s)"
+    params += [external_id, RunStatus.RUNNING.value]
+    if correct_lost:
+        params.append(RunStatus.FAILED.value)
+    table = connection.ops.quote_name(GpuRun._meta.db_table)
+    with transaction.mark_for_rollback_on_error(), connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} SET {sets} WHERE external_id = %s AND status IN {which}", params
+        )
+        return cursor.rowcount
 
 
 # --- Pool rates ---------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
+from functools import cache
 
 from django.db import connections, router
 from django.db.models import Q
@@ -100,6 +101,15 @@ def job_insert_with_event(job: Job, status: str, *, at: datetime, message: str =
     job._state.db = using
 
 
+@cache
+def _update_sql(using: str, update_fields: tuple[str, ...]) -> str:
+    """`UPDATE job SET <field> = %s, … WHERE id = %s`: what the ORM compiles for plain values."""
+    quote = connections[using].ops.quote_name
+    table = quote(Job._meta.db_table)
+    sets = ", ".join(f"{quote(Job._meta.get_field(name).column)} = %s" for name in update_fields)
+    return f"UPDATE {table} SET {sets} WHERE {table}.{quote(Job._meta.pk.column)} = %s"
+
+
 def job_save_with_event(
     job: Job,
     *,
@@ -116,10 +126,18 @@ def job_save_with_event(
     using = router.db_for_write(Job, instance=job)
     connection = connections[using]
     fields = [Job._meta.get_field(name) for name in update_fields]
-    query = UpdateQuery(Job)
-    query.add_update_fields([(f, None, f.pre_save(job, False)) for f in fields])
-    query.add_q(Q(pk=job.pk))
-    update_sql, update_params = query.get_compiler(using=using).as_sql()
+    saved = [(f, f.pre_save(job, False)) for f in fields]
+    if any(hasattr(value, "resolve_expression") for _, value in saved):  # e.g. an F(): the ORM
+        query = UpdateQuery(Job)
+        query.add_update_fields([(f, None, value) for f, value in saved])
+        query.add_q(Q(pk=job.pk))
+        update_sql, update_params = query.get_compiler(using=using).as_sql()
+    else:  # plain values (the worker's): a fixed statement, not compiled each time (issue 16)
+        update_sql = _update_sql(using, tuple(update_fields))
+        update_params = [
+            *(f.get_db_prep_save(value, connection) for f, value in saved),
+            Job._meta.pk.get_db_prep_value(job.pk, connection),
+        ]
     event = JobEvent._meta
     columns = ("status", "at", "node", "worker", "message")
     values = (status, at, job.node, worker[:255], message[:1000])

@@ -37,6 +37,7 @@ from generations.models import Job, JobStatus
 from generations.price_tables import price_for, priced_units
 from generations.services import batching, spool
 from generations.services.events import job_event_add, job_save_with_event
+from generations.services.execution_lookup import job_locked_for_claim, job_locked_for_finish
 from generations.services.submission import job_watermark
 from infra_costs import fleet
 from infra_costs import services as infra_costs_services
@@ -56,17 +57,11 @@ def _lease(now: datetime) -> datetime:
 
 def _claim(job_id, *, worker: str, now: datetime):
     """Under the row lock: move the job to running (a new attempt) or say why not."""
-    # One SELECT: the job locked, with what the claim reads (model, pool, organization, hold)
-    # and whether its pool is fleet-managed. `get`, not `first`: one pk needs no ORDER BY, whose
-    # compilation hashes every selected column (the fault simulation's profile).
-    try:
-        job = (
-            Job.objects.select_for_update(of=("self",))
-            .select_related("model", "model__pool", "organization", "hold")
-            .annotate(pool_managed=fleet.pool_managed("model__pool_id"))
-            .get(pk=job_id)
-        )
-    except Job.DoesNotExist:
+    # One SELECT, fixed SQL (issue 16: the ORM's compiler cost more than the query): the job
+    # locked, with what the claim reads (model, pool, organization, hold) and whether its pool
+    # is fleet-managed (`job.pool_managed`).
+    job = job_locked_for_claim(job_id)
+    if job is None:
         return None, "missing"
     logs.task_context_bind(organization=job.organization.slug)  # on the task's log lines
     if job.status == JobStatus.RUNNING:
@@ -338,11 +333,11 @@ def _finish(
     `late` (a spooled result, see `spool.results_drain`): a success also wins when the attempt's
     lease lapsed meanwhile and the job was requeued with no newer attempt started."""
     now = timezone.now()
-    job = (  # one SELECT: the job locked, with what the finish reads
-        Job.objects.select_for_update(of=("self",))
-        .select_related("model", "organization", "hold", "rate")
-        .get(pk=job_id)
-    )
+    # One SELECT, fixed SQL: the job locked, with what the finish reads (model, organization,
+    # hold, rate). The job exists: this attempt claimed it (jobs are never deleted).
+    job = job_locked_for_finish(job_id)
+    if job is None:
+        raise Job.DoesNotExist(f"Job {job_id} does not exist.")
     if late and job.status == JobStatus.QUEUED and job.attempts == attempt:
         return _finish_requeued(
             job, attempt=attempt, outcome=outcome, error=error, now=now, worker=worker

@@ -438,9 +438,13 @@ def enqueue(*, job_id, pool_slug: str, priority: int, countdown: float | None = 
     the broker, is the source of truth for what was accepted."""
     from generations.tasks import run_generation  # the tasks module imports the services
 
+    args = [str(job_id)]
     try:
         run_generation.apply_async(
-            args=[str(job_id)],
+            args=args,
+            # What Celery's saferepr would write in the message's headers, without its cost.
+            argsrepr=repr(args),
+            kwargsrepr="{}",
             queue=queue_for_pool(pool_slug),
             priority=priority,
             countdown=countdown,
