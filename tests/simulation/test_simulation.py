@@ -16,8 +16,8 @@ from tests.simulation.harness import run_seed
 from tests.simulation.parallel import Unavailable, run_parallel, trace_digest
 
 # make test's default: 2,000 seeds (issue 13) over 2 worker processes (simulation/parallel.py).
-# A seed costs ~130 SQL statements and ~140–155 ms of CPU (about a third of it PostgreSQL's):
-# 2,000 seeds need ~2.5 min of both cores (docs/reliability.md, "Speed").
+# A seed costs ~87 statements through Django's cursor (plus the ledger's prepared ones) and
+# ~95–110 ms of CPU, about 40 % of it PostgreSQL's (docs/reliability.md, "Speed", fourth pass).
 # SIM_SEEDS for more or fewer (bench/soak.py for many more), SIM_WORKERS=1 for one process.
 SEEDS = int(os.environ.get("SIM_SEEDS", "2000"))
 FIRST_SEED = int(os.environ.get("SIM_FIRST_SEED", "0"))
