@@ -28,6 +28,7 @@ from collections import OrderedDict
 
 from django.core.cache import cache
 from redis import RedisError
+from redis.commands.core import Script
 
 from config.cache import cache_key, cache_redis
 
@@ -63,19 +64,24 @@ def fail_open(default):
     return wrap
 
 
+# SET NX EX then INCR, atomically (a script runs alone); bytes, so no client is needed to hash it.
+_COUNTER_INCR = Script(
+    None,
+    b"redis.call('SET', KEYS[1], 0, 'EX', ARGV[1], 'NX') return redis.call('INCR', KEYS[1])",
+)
+
+
 def counter_incr(key: str, *, timeout: int) -> int:
     """Add one to the cache counter `key`, created with `timeout` seconds to live on first use
     (`SET NX EX` then `INCR`, both atomic in Redis). The one counter every limiter here uses.
 
-    On Redis the two commands go in one pipeline (MULTI/EXEC): one round trip per count. The
-    value is a plain integer, as Django's RedisCache stores ints, so `cache.get` reads it."""
+    On Redis the two commands run in one Lua script (`EVALSHA`, loaded on first use or after a
+    restart): one round trip and one reply per count — a MULTI/EXEC pipeline sent four commands
+    and parsed four replies, 20–40 µs more CPU per request (issue 16). The value is a plain
+    integer, as Django's RedisCache stores ints, so `cache.get` reads it."""
     client = cache_redis()
     if client is not None:
-        name = cache_key(key)
-        pipe = client.pipeline(transaction=True)
-        pipe.set(name, 0, ex=timeout, nx=True)
-        pipe.incr(name)
-        return int(pipe.execute()[1])
+        return int(_COUNTER_INCR(keys=[cache_key(key)], args=[timeout], client=client))
     cache.add(key, 0, timeout=timeout)  # another cache backend (local development)
     try:
         return cache.incr(key)

@@ -12,12 +12,16 @@ called without its own rate-limit check) → daily cap → concurrent jobs → c
 
 from __future__ import annotations
 
+from functools import lru_cache
+
+from django.conf import settings
+from django.urls import get_script_prefix, get_urlconf
+from django.urls import reverse as django_reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.generics import ListAPIView
 from rest_framework.response import Response
-from rest_framework.reverse import reverse
 from rest_framework.views import APIView
 
 from accounts.api.permissions import request_api_key
@@ -90,6 +94,22 @@ JOB_EXAMPLE = {
     "result": None,
     "error": None,
 }
+
+
+_PLACEHOLDER = "00000000-0000-0000-0000-000000000000"
+
+
+@lru_cache(maxsize=32)
+def _job_path_template(script_prefix: str, urlconf) -> str:
+    return django_reverse("api-generation-detail", args=[_PLACEHOLDER], urlconf=urlconf)
+
+
+def job_location(request, job_id) -> str:
+    """The job's absolute URL, as `reverse("api-generation-detail", request=request)` builds it:
+    the path is reversed once per script prefix and URLconf (a UUID needs no quoting), not
+    resolved on every submission (issue 16)."""
+    template = _job_path_template(get_script_prefix(), get_urlconf() or settings.ROOT_URLCONF)
+    return request.build_absolute_uri(template.replace(_PLACEHOLDER, str(job_id)))
 
 
 class ModelListView(APIView):
@@ -179,7 +199,7 @@ class GenerationListCreateView(ListAPIView):
             user=request.user,
             idempotency_key=request.headers.get("Idempotency-Key"),
         )
-        headers = {"Location": reverse("api-generation-detail", args=[job.pk], request=request)}
+        headers = {"Location": job_location(request, job.pk)}
         if not created:
             headers[REPLAYED_HEADER] = "true"
         return Response(JobSerializer(job).data, status=status.HTTP_202_ACCEPTED, headers=headers)

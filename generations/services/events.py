@@ -83,9 +83,22 @@ def job_insert_with_event(job: Job, status: str, *, at: datetime, message: str =
         raise ValueError("A terminal status writes a webhook event too: use job_event_add.")
     using = router.db_for_write(Job, instance=job)
     connection = connections[using]
-    query = InsertQuery(Job)
-    query.insert_values(list(Job._meta.concrete_fields), [job])
-    [(job_sql, job_params)] = query.get_compiler(using=using).as_sql()
+    fields = Job._meta.concrete_fields
+    # What SQLInsertCompiler does per field (pre_save with add=True, then the DB preparation);
+    # plain values (the submission's) use a fixed statement, not compiled each time (issue 16).
+    values = [f.pre_save(job, True) for f in fields]
+    if any(
+        hasattr(v, "resolve_expression") or hasattr(f, "get_placeholder")
+        for f, v in zip(fields, values, strict=True)
+    ):
+        query = InsertQuery(Job)
+        query.insert_values(list(fields), [job])
+        [(job_sql, job_params)] = query.get_compiler(using=using).as_sql()
+    else:
+        job_sql = _insert_sql(using)
+        job_params = [
+            f.get_db_prep_save(v, connection) for f, v in zip(fields, values, strict=True)
+        ]
     table = connection.ops.quote_name(JobEvent._meta.db_table)
     job_id = connection.ops.quote_name(Job._meta.pk.column)
     sql = (
@@ -99,6 +112,16 @@ def job_insert_with_event(job: Job, status: str, *, at: datetime, message: str =
         cursor.execute(sql, params)
     job._state.adding = False
     job._state.db = using
+
+
+@cache
+def _insert_sql(using: str) -> str:
+    """`INSERT INTO job (<every concrete column>) VALUES (%s, …)`: what the ORM compiles for one
+    row of plain values."""
+    quote = connections[using].ops.quote_name
+    columns = ", ".join(quote(f.column) for f in Job._meta.concrete_fields)
+    placeholders = ", ".join(["%s"] * len(Job._meta.concrete_fields))
+    return f"INSERT INTO {quote(Job._meta.db_table)} ({columns}) VALUES ({placeholders})"
 
 
 @cache
