@@ -14,6 +14,7 @@ from urllib.parse import quote
 import pytest
 from django.conf import settings
 from django.db import connection
+from django.db.models.sql import compiler
 
 BASE_DIR = Path(settings.BASE_DIR)
 
@@ -139,6 +140,27 @@ def purge_queues():
             with contextlib.suppress(Exception):  # the queue may not exist yet
                 app.amqp.queues[f"gpu.{pool}"].bind(conn.default_channel).purge()
     yield
+
+
+@pytest.fixture
+def compiled(monkeypatch):
+    """The SQL compilations (`as_sql` of every ORM compiler, outermost calls only)."""
+    calls: list[str] = []
+    depth = [0]
+    for cls in (compiler.SQLCompiler, compiler.SQLUpdateCompiler, compiler.SQLInsertCompiler):
+        real = cls.__dict__["as_sql"]
+
+        def counted(self, *args, _real=real, **kwargs):
+            depth[0] += 1
+            try:
+                return _real(self, *args, **kwargs)
+            finally:
+                depth[0] -= 1
+                if depth[0] == 0:
+                    calls.append(type(self).__name__ + ":" + self.query.model.__name__)
+
+        monkeypatch.setattr(cls, "as_sql", counted)
+    return calls
 
 
 def wait_for(predicate, *, timeout: float = 60, interval: float = 0.1, message: str = ""):

@@ -13,7 +13,7 @@ from decimal import Decimal
 import pytest
 from django.db import connection
 from django.db.models import Value
-from django.db.models.sql import InsertQuery, compiler
+from django.db.models.sql import InsertQuery
 
 from accounts import services as account_services
 from generations.models import Job, JobEvent, JobStatus
@@ -22,27 +22,6 @@ from tests.config.helpers import bearer
 from tests.factories import make_ai_model, make_org
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def compiled(monkeypatch):
-    """The SQL compilations (`as_sql` of every ORM compiler, outermost calls only)."""
-    calls: list[str] = []
-    depth = [0]
-    for cls in (compiler.SQLCompiler, compiler.SQLUpdateCompiler, compiler.SQLInsertCompiler):
-        real = cls.__dict__["as_sql"]
-
-        def counted(self, *args, _real=real, **kwargs):
-            depth[0] += 1
-            try:
-                return _real(self, *args, **kwargs)
-            finally:
-                depth[0] -= 1
-                if depth[0] == 0:
-                    calls.append(type(self).__name__ + ":" + self.query.model.__name__)
-
-        monkeypatch.setattr(cls, "as_sql", counted)
-    return calls
 
 
 def test_a_submission_over_the_api_compiles_no_orm_statement(client, settings, compiled):

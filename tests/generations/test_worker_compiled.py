@@ -11,34 +11,12 @@ from __future__ import annotations
 from functools import partial
 
 import pytest
-from django.db.models.sql import compiler
 
 from generations import services
 from generations.models import JobStatus
 from tests.factories import make_ai_model, make_org
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def compiled(monkeypatch):
-    """The SQL compilations (`as_sql` of every ORM compiler, outermost calls only)."""
-    calls: list[str] = []
-    depth = [0]
-    for cls in (compiler.SQLCompiler, compiler.SQLUpdateCompiler, compiler.SQLInsertCompiler):
-        real = cls.__dict__["as_sql"]
-
-        def counted(self, *args, _real=real, **kwargs):
-            depth[0] += 1
-            try:
-                return _real(self, *args, **kwargs)
-            finally:
-                depth[0] -= 1
-                if depth[0] == 0:
-                    calls.append(type(self).__name__ + ":" + self.query.model.__name__)
-
-        monkeypatch.setattr(cls, "as_sql", counted)
-    return calls
 
 
 def test_a_succeeded_run_compiles_a_pinned_number_of_statements(settings, compiled):
