@@ -13,7 +13,6 @@ server (its lists flushed by the test) — the shared server can't be restarted.
 
 from __future__ import annotations
 
-import socket
 import time
 from collections import Counter
 from datetime import timedelta
@@ -37,7 +36,6 @@ from tests.generations.test_reaper_republish import (
     submit_many,
 )
 from tests.generations.test_worker import point_broker_at
-from tests.redis_outage import OwnRedis
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("purge_queues", "no_limits")]
 
@@ -246,24 +244,6 @@ def test_a_process_that_never_saw_the_old_server_leaves_a_failover_to_the_horizo
     delete_messages(client, [jobs[0].pk])
     assert services.jobs_reap()["requeued"] == 0
     assert services.jobs_reap(now=later(REQUEUE_AFTER_S + 1))["requeued"] == 1
-
-
-@pytest.fixture
-def own_redis(settings):
-    """This process's broker on a Redis of the test's own (a free port), restarted for real."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    own = OwnRedis(port=port)
-    own.start()
-    real_broker = app.conf.broker_url
-    settings.CELERY_BROKER_URL = own.url(0)
-    point_broker_at(own.url(0))
-    try:
-        yield own
-    finally:
-        point_broker_at(real_broker)
-        own.stop()
 
 
 def test_a_real_redis_restart_is_seen_by_its_uptime(django_capture_on_commit_callbacks, own_redis):

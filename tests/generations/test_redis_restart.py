@@ -11,41 +11,17 @@ deterministic replay of the kombu bug: tests/config/test_celery_transport.py.
 
 from __future__ import annotations
 
-import socket
 from decimal import Decimal as D
 
 import pytest
 
-from config.celery_app import app
 from credits.models import CreditAccount
 from generations.models import Job, JobStatus
 from tests.factories import make_ai_model, make_org
 from tests.generations.conftest import wait_for
-from tests.generations.test_worker import assert_charged_exactly_once, point_broker_at, submit
-from tests.redis_outage import OwnRedis
+from tests.generations.test_worker import assert_charged_exactly_once, submit
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.worker]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture
-def own_redis(settings):
-    """The broker of this process and of its workers on a Redis of the test's own."""
-    server = OwnRedis(port=free_port())
-    server.start()
-    real_broker = app.conf.broker_url
-    settings.CELERY_BROKER_URL = server.url(0)
-    point_broker_at(server.url(0))
-    try:
-        yield server
-    finally:
-        point_broker_at(real_broker)
-        server.stop()
 
 
 def test_a_worker_whose_redis_restarts_under_a_running_job_runs_the_jobs_submitted_after(
