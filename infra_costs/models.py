@@ -563,3 +563,23 @@ class CostRunSpan(models.Model):
 
     def __str__(self) -> str:
         return f"runs ≤ {self.max_us} µs"
+
+
+class DetachedRunMonth(models.Model):
+    """A month of GPU runs taken out of the runs table (`partitions.gpu_run_month_detach`).
+
+    The hours its runs touch, [frozen_from, frozen_until), are frozen (from the first run's
+    start to the last one's finish, into the next month for runs going at midnight; an empty
+    range when it had no runs). The refresh drops their dirty marks and the report reads their
+    stored aggregates, since recomputing them would no longer see the detached runs. Attaching
+    the month again (`partitions.gpu_run_month_attach`) deletes the row."""
+
+    month = models.DateField(primary_key=True, help_text="The first day of the month (UTC).")
+    table_name = models.CharField(max_length=63)
+    dropped = models.BooleanField(default=False, help_text="The table was dropped.")
+    detached_at = models.DateTimeField()
+    frozen_from = models.DateTimeField()
+    frozen_until = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.month:%Y-%m} detached{' (dropped)' if self.dropped else ''}"

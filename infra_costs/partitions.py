@@ -16,9 +16,15 @@ partition, attached. It is serialised by an advisory lock and is a no-op when th
   has a default partition, and it cannot run in a transaction block anyway. The plain DETACH
   takes an ACCESS EXCLUSIVE lock on the runs for a catalog change (no scan): it is run with a
   `lock_timeout`, so it gives up rather than queue live writes behind a long report.
+- `gpu_run_month_attach`: a month detached without `drop` back into the table.
 
-Reports of a detached month stay right as long as its hours' aggregates are not recomputed
-(docs/performance.md "A year of history"): the detach refuses a month with dirty hours.
+A detached month is recorded (`DetachedRunMonth`, in the detach's transaction) and the hours
+its runs touch are frozen, from the first run's start to the last one's finish (into the next
+month for runs still going at midnight). Their aggregates are never recomputed
+(`infra_costs.allocation.hourly` skips them), as the detached runs are no longer there to
+recompute them from; so its reports keep the figures of the detach (docs/performance.md
+"A year of history"). The detach refuses a month with dirty hours; the attach marks the frozen
+ones dirty, so they are recomputed with the runs again.
 """
 
 from __future__ import annotations
@@ -26,16 +32,18 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 from django.db import connection, transaction
+from django.utils import timezone
 
 from config.errors import NotFound, ValidationError
-from infra_costs.models import CostHourDirty, GpuRun
+from infra_costs.models import CostHourDirty, DetachedRunMonth, GpuRun, Node, NodePool
 
 RUN_TABLE = GpuRun._meta.db_table
 DEFAULT_PARTITION = f"{RUN_TABLE}_default"
 AHEAD_MONTHS = 2
+HOUR = timedelta(hours=1)
 MAX_IMPORT_MONTHS = 240  # an import spanning more leaves the rest in the default partition
 _NAME = re.compile(rf"^{RUN_TABLE}_p(\d{{4}})_(\d{{2}})$")
 
@@ -259,26 +267,161 @@ def _index_ddl(cur) -> list[str]:
     return out
 
 
+def _frozen_hours(cur, table: str) -> tuple[datetime, datetime] | None:
+    """The hours a month's runs touch, [first, end): from the hour of the earliest start to the
+    end of the hour of the latest finish (the hours a run touches include its finish's:
+    migration 0006), so past the month's end for runs still going at midnight. None when the
+    table has no runs. One index probe of (node, started_at) per node and of (pool,
+    finished_at) per pool."""
+    cur.execute(
+        f"SELECT (SELECT min(x.s) FROM {Node._meta.db_table} n CROSS JOIN LATERAL "
+        f'(SELECT min(r.started_at) AS s FROM "{table}" r WHERE r.node_id = n.id) x), '
+        f"(SELECT max(x.f) FROM {NodePool._meta.db_table} p CROSS JOIN LATERAL "
+        f'(SELECT max(r.finished_at) AS f FROM "{table}" r WHERE r.pool_id = p.id) x)'
+    )
+    first, last = cur.fetchone()
+    if first is None:
+        return None
+    last = max(last or first, first)  # (only running runs: their start's hour)
+
+    def hour(t: datetime) -> datetime:
+        return t.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+
+    return hour(first), hour(last) + HOUR
+
+
+def _refuse_dirty(lo: datetime, hi: datetime, frozen: tuple[datetime, datetime] | None) -> None:
+    """The month's hours, and those its runs reach in the next month, must be clean."""
+    until = max(hi, frozen[1]) if frozen else hi
+    if CostHourDirty.objects.filter(hour__gte=lo, hour__lt=until).exists():
+        raise ValidationError(
+            f"Hours of {lo:%Y-%m} are dirty: refresh the cost aggregates before detaching.",
+        )
+
+
 def gpu_run_month_detach(
     *, month: date, drop: bool = False, lock_timeout_ms: int = 5000
 ) -> RunPartition:
     """Detach a closed month's partition (kept as the plain table of the same name, or dropped
-    with `drop`). Refused while hours of that month are dirty: refresh the aggregates first."""
+    with `drop`) and record it (`DetachedRunMonth`): its hours are frozen from then on. Refused
+    while hours of that month (or of the next one, that its runs reach) are dirty: refresh the
+    aggregates first."""
     name = partition_name(month)
     part = next((p for p in gpu_run_partitions() if p.name == name), None)
     if part is None:
         raise NotFound(f"No partition {name} is attached.")
     lo = month_start(month)
-    hi = month_start(date(lo.year + lo.month // 12, lo.month % 12 + 1, 1))
-    with transaction.atomic():
-        if CostHourDirty.objects.filter(hour__gte=lo, hour__lt=hi).exists():
-            raise ValidationError(
-                f"Hours of {lo:%Y-%m} are dirty: refresh the cost aggregates before detaching.",
+    hi = next_month(lo)
+    with transaction.atomic(), connection.cursor() as cur:
+        _refuse_dirty(lo, hi, _frozen_hours(cur, name))  # (before the lock: refused cheaply)
+        cur.execute(f"SET LOCAL lock_timeout = {int(lock_timeout_ms)}")
+        cur.execute(f'ALTER TABLE {RUN_TABLE} DETACH PARTITION "{name}"')
+        # Again under the lock, which waited for every writer of the runs: the last word.
+        frozen = _frozen_hours(cur, name)
+        _refuse_dirty(lo, hi, frozen)
+        prior = DetachedRunMonth.objects.select_for_update().filter(month=lo.date()).first()
+        if prior is not None and prior.frozen_until > prior.frozen_from:
+            # (detached and dropped before, then made again by an import: the hours of the
+            # dropped runs stay frozen too)
+            frozen = (
+                (min(frozen[0], prior.frozen_from), max(frozen[1], prior.frozen_until))
+                if frozen
+                else (prior.frozen_from, prior.frozen_until)
             )
-        with connection.cursor() as cur:
-            cur.execute(f"SET LOCAL lock_timeout = {int(lock_timeout_ms)}")
-            cur.execute(f'ALTER TABLE {RUN_TABLE} DETACH PARTITION "{name}"')
-            if drop:  # (the deferred FK checks of rows written in this transaction first)
-                cur.execute("SET CONSTRAINTS ALL IMMEDIATE")
-                cur.execute(f'DROP TABLE "{name}"')
+        DetachedRunMonth.objects.update_or_create(
+            month=lo.date(),
+            defaults={
+                "table_name": name,
+                # (dropped before: those runs are gone, the month can never be attached whole)
+                "dropped": drop or (prior is not None and prior.dropped),
+                "detached_at": timezone.now(),
+                # No runs: nothing to freeze (an empty range), recomputing loses nothing.
+                "frozen_from": frozen[0] if frozen else lo,
+                "frozen_until": frozen[1] if frozen else lo,
+            },
+        )
+        if drop:  # (the deferred FK checks of rows written in this transaction first)
+            cur.execute("SET CONSTRAINTS ALL IMMEDIATE")
+            cur.execute(f'DROP TABLE "{name}"')
     return part
+
+
+@dataclass(frozen=True, slots=True)
+class MonthAttached:
+    name: str
+    rows: int  # the runs of the month, now attached
+    moved: int  # of which written while it was detached (moved from the default partition)
+    hours: int  # the hours marked dirty (recomputed by the next refresh)
+
+
+def gpu_run_month_attach(*, month: date, lock_timeout_ms: int = 5000) -> MonthAttached:
+    """Attach a month detached without `drop` again: its table back as the month's partition,
+    with the runs of that month written meanwhile (in the default partition) moved into it;
+    its record deleted and every hour it froze marked dirty, so the next refresh (or a report,
+    on the fly) recomputes them with the runs. Refused, writing nothing, when the month is not
+    detached, its table was dropped, or the table holds runs started outside the month."""
+    lo = month_start(month)
+    hi = next_month(lo)
+    with transaction.atomic(), connection.cursor() as cur:
+        record = DetachedRunMonth.objects.select_for_update().filter(month=lo.date()).first()
+        if record is None:
+            raise NotFound(f"{lo:%Y-%m} is not detached.")
+        name = record.table_name
+        if record.dropped:
+            raise ValidationError(
+                f"{name} was dropped when {lo:%Y-%m} was detached: there is nothing to attach "
+                "(its hours keep the figures of the detach)."
+            )
+        cur.execute("SELECT to_regclass(quote_ident(%s))", [name])
+        if cur.fetchone()[0] is None:
+            raise ValidationError(f"{name} no longer exists: there is nothing to attach.")
+        bounds = {"lo": lo, "hi": hi}
+        cur.execute(
+            "SELECT count(*), count(*) FILTER (WHERE NOT (started_at >= %(lo)s "
+            f'AND started_at < %(hi)s)) FROM "{name}"',
+            bounds,
+        )
+        rows, outside = cur.fetchone()
+        if outside:
+            raise ValidationError(
+                f"{name} holds {outside} run{'s' if outside != 1 else ''} started outside "
+                f"{lo:%Y-%m}: move or delete them, then attach again.",
+            )
+        cur.execute(f"SET LOCAL lock_timeout = {int(lock_timeout_ms)}")
+        # (ALTER TABLE refuses a table with pending deferred FK checks: rows written to it in
+        # this transaction, the moved ones below included, are checked as they are written)
+        cur.execute("SET CONSTRAINTS ALL IMMEDIATE")
+        # The range as a CHECK first: ATTACH then need not scan the table for it.
+        cur.execute(
+            f'ALTER TABLE "{name}" ADD CONSTRAINT "{name}_range" '
+            "CHECK (started_at >= %(lo)s AND started_at < %(hi)s)",
+            bounds,
+        )
+        cur.execute(f"LOCK TABLE {DEFAULT_PARTITION} IN ACCESS EXCLUSIVE MODE")
+        cur.execute(
+            f"WITH moved AS (DELETE FROM {DEFAULT_PARTITION} WHERE started_at >= %(lo)s "
+            f'AND started_at < %(hi)s RETURNING *) INSERT INTO "{name}" SELECT * FROM moved',
+            bounds,
+        )
+        moved = cur.rowcount
+        cur.execute(
+            f'ALTER TABLE {RUN_TABLE} ATTACH PARTITION "{name}" '
+            "FOR VALUES FROM (%(lo)s) TO (%(hi)s)",
+            bounds,
+        )
+        cur.execute(f'ALTER TABLE "{name}" DROP CONSTRAINT "{name}_range"')
+        # The hours it froze, and those its runs touch now (the table may have been edited).
+        spans = [(record.frozen_from, record.frozen_until), _frozen_hours(cur, name) or (lo, lo)]
+        spans = [(a, b) for a, b in spans if b > a]
+        record.delete()
+        hours = 0
+        if spans:
+            first, until = min(a for a, _ in spans), max(b for _, b in spans)
+            cur.execute(
+                f"INSERT INTO {CostHourDirty._meta.db_table} (hour) SELECT generate_series("
+                "%s::timestamptz, %s::timestamptz - interval '1 hour', interval '1 hour') "
+                "ON CONFLICT DO NOTHING",
+                [first, until],
+            )
+            hours = int((until - first) / HOUR)
+    return MonthAttached(name=name, rows=rows + moved, moved=moved, hours=hours)

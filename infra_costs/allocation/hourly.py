@@ -22,6 +22,11 @@ NOTHING` to its `UPDATE`. `refresh` recomputes the dirty hours set-based (import
 their transaction); a report recomputes dirty hours on the fly and reads the rest. Recomputing
 from the source tables (never incrementing) makes it idempotent: a re-import changes nothing.
 
+Frozen hours: those of a detached month of runs (`DetachedRunMonth`, `infra_costs.partitions`)
+are never recomputed, as their runs are no longer in the table. The refresh drops their dirty
+marks and the report reads their stored aggregates (`_NOT_FROZEN`: an anti-join on that tiny
+table, at refresh and report time; the marking triggers, on a live run's path, are unchanged).
+
 Periods whose windows or rate changes are not on whole UTC hours (time zones with a
 half-hour offset, a rate change at 10:30) and periods that use a pool's schedule are computed
 by the full engine (`sql.raw_aggregates`); the results are the same either way.
@@ -46,6 +51,7 @@ from infra_costs.models import (
     CostHourNode,
     CostHourUptime,
     CostRunSpan,
+    DetachedRunMonth,
     GpuRun,
     Node,
     NodePool,
@@ -57,6 +63,11 @@ HOUR = timedelta(hours=1)
 MICRO = Decimal(1_000_000)
 _TEMP = ("_ch_h", "_ch_rng", "_ch_runs", "_ch_isl", "_ch_up", "_ch_node", "_ch_model")
 _US = "(extract(epoch FROM {e} - {s}) * 1000000)::bigint"
+# `{h}`: an hour not frozen (not an hour of a detached month of runs).
+_NOT_FROZEN = (
+    f"NOT EXISTS (SELECT 1 FROM {DetachedRunMonth._meta.db_table} fz "
+    "WHERE {h} >= fz.frozen_from AND {h} < fz.frozen_until)"
+)
 
 
 def eligible(inp: Inputs) -> bool:
@@ -283,7 +294,8 @@ def _drop(cur) -> None:
 
 def refresh() -> int:
     """Recompute the stored aggregates of every dirty hour (set-based) and clear the marks.
-    Joins the caller's transaction (an import's); returns the number of hours."""
+    Frozen hours (a detached month's) keep their aggregates: their marks are only cleared.
+    Joins the caller's transaction (an import's); returns the number of hours recomputed."""
     dirty_t = CostHourDirty._meta.db_table
     tables = (
         (CostHourUptime._meta.db_table, "_ch_up", "hour, pool_id, kind, up_us"),
@@ -305,7 +317,8 @@ def refresh() -> int:
         _drop(cur)
         cur.execute("CREATE TEMP TABLE _ch_h (hour timestamptz PRIMARY KEY) ON COMMIT DROP")
         cur.execute(
-            f"WITH d AS (DELETE FROM {dirty_t} RETURNING hour) INSERT INTO _ch_h SELECT hour FROM d"
+            f"WITH d AS (DELETE FROM {dirty_t} RETURNING hour) INSERT INTO _ch_h "
+            f"SELECT hour FROM d WHERE {_NOT_FROZEN.format(h='d.hour')}"
         )
         n = cur.rowcount
         if n:
@@ -346,7 +359,8 @@ def _rate_lookup(pool_ids: set[int], bounds: list[datetime]):
 
 def raw_from_hours(inp: Inputs) -> Raw:
     """The engine's `Raw` of an `eligible` period from the hours: stored ones where clean,
-    recomputed ones (dirty, or overlapped by a run finishing after the period) on the fly."""
+    recomputed ones (dirty, or overlapped by a run finishing after the period) on the fly,
+    except frozen hours (a detached month's), which are always read as stored."""
     p0, p1, b = inp.period.start_at, inp.period.end_at, inp.bounds
     dirty_t = CostHourDirty._meta.db_table
     up_t, node_t, model_t = (
@@ -372,10 +386,14 @@ def raw_from_hours(inp: Inputs) -> Raw:
         cur.execute(
             f"""
             CREATE TEMP TABLE _ch_h ON COMMIT DROP AS
-            SELECT hour FROM {dirty_t} WHERE hour >= %(p0)s AND hour < %(p1)s
-            UNION
-            SELECT hour FROM {node_t}
-            WHERE hour >= greatest(%(p0)s, %(tail)s) AND hour < %(p1)s AND max_finish >= %(p1)s
+            SELECT hour FROM (
+                SELECT hour FROM {dirty_t} WHERE hour >= %(p0)s AND hour < %(p1)s
+                UNION
+                SELECT hour FROM {node_t}
+                WHERE hour >= greatest(%(p0)s, %(tail)s) AND hour < %(p1)s
+                  AND max_finish >= %(p1)s
+            ) h
+            WHERE {_NOT_FROZEN.format(h="h.hour")}
             """,
             params,
         )

@@ -1,12 +1,14 @@
 """The GPU runs partitioned by month of `started_at` (migration 0007, `infra_costs.partitions`):
 rows land in their month's partition or the default one, imports make the months they need,
 a new month takes its rows out of the default partition, external_id stays unique across
-partitions (re-import, live replay, a detached month), and detaching a month leaves the other
-months' reports as they were."""
+partitions (re-import, live replay, a detached month), detaching a month leaves the other
+months' reports as they were, a detached month's hours stay frozen (later writes do not wipe
+its figures) and attaching it again brings its full report back."""
 
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 
 import pytest
 from django.db import connection
@@ -15,12 +17,21 @@ from config.errors import NotFound, ValidationError
 from infra_costs import partitions, services
 from infra_costs.allocation import unit_cost_report
 from infra_costs.imports.results import ImportRefused
-from infra_costs.models import CostHourDirty, GpuRun, GpuRunKey, NodePool
+from infra_costs.models import (
+    CostHourDirty,
+    DetachedRunMonth,
+    GpuRun,
+    GpuRunKey,
+    Node,
+    NodePool,
+    UptimeInterval,
+)
 from tests.infra_costs.test_cost_aggregates import full_report
 
 pytestmark = pytest.mark.django_db
 
 JAN = datetime(2025, 1, 1, tzinfo=UTC)
+FEB = datetime(2025, 2, 1, tzinfo=UTC)
 NODES = ("a0", "a1")
 
 
@@ -300,3 +311,207 @@ def test_the_command_lists_makes_and_detaches_and_refuses_bad_input():
     for bad in (["--detach", "2025-13"], ["--detach", "2025-01"], ["--drop"], ["--ahead", "99"]):
         with pytest.raises(CommandError):
             call_command("gpu_run_partitions", *bad, stdout=StringIO())
+
+
+def test_the_command_attaches_a_month_again_and_says_why_it_cannot():
+    from io import StringIO
+
+    from django.core.management import CommandError, call_command
+
+    from infra_costs.management.commands.gpu_run_partitions import Command
+
+    assert "--attach" in Command().create_parser("manage.py", "gpu_run_partitions").format_help()
+    setup_fleet()
+    services.jobs_import(rows=month_jobs())
+    services.cost_aggregates_refresh()
+    jan = unit_cost_report(date(2025, 1, 1), date(2025, 2, 1))
+    errors = {
+        ("--attach", "2025-01"): "2025-01 is not detached",
+        ("--attach", "2025-1x"): "Not a month",
+        ("--attach", "2025-01", "--drop"): "--drop goes with --detach",
+        ("--attach", "2025-01", "--detach", "2025-02"): "one at a time",
+    }
+    for args, message in errors.items():
+        with pytest.raises(CommandError, match=message):
+            call_command("gpu_run_partitions", *args, stdout=StringIO())
+
+    call_command("gpu_run_partitions", "--detach", "2025-01", stdout=StringIO())
+    out = StringIO()
+    call_command("gpu_run_partitions", "--attach", "2025-01", stdout=out)
+    text = out.getvalue()
+    assert "infra_costs_gpurun_p2025_01 attached" in text
+    assert "745 hours recomputed" in text
+    assert "infra_costs_gpurun_p2025_01 " in text.split("recomputed", 1)[1]  # the list
+    assert not CostHourDirty.objects.exists()
+    assert unit_cost_report(date(2025, 1, 1), date(2025, 2, 1)) == jan
+
+    call_command("gpu_run_partitions", "--detach", "2025-02", "--drop", stdout=StringIO())
+    with pytest.raises(CommandError, match="dropped"):
+        call_command("gpu_run_partitions", "--attach", "2025-02", stdout=StringIO())
+
+
+def january() -> dict:
+    """January up to the 25th, day windows (no run crosses the period's end)."""
+    return unit_cost_report(date(2025, 1, 1), date(2025, 1, 25))
+
+
+def busy(report: dict) -> list:
+    return [(p["pool"], p["uptime_hours"], p["busy_hours"]) for p in report["pools"]]
+
+
+def test_a_detached_months_figures_survive_later_writes_to_its_hours_and_the_refresh():
+    pool = setup_fleet()
+    services.jobs_import(rows=month_jobs())
+    services.cost_aggregates_refresh()
+    before, feb = january(), unit_cost_report(date(2025, 2, 1), date(2025, 3, 1))
+    assert before == full_report("2025-01-01", "2025-01-25")
+    assert before["totals"]["generations"] > 0 and Decimal(before["pools"][0]["busy_hours"]) > 0
+
+    partitions.gpu_run_month_detach(month=date(2025, 1, 1))
+    assert january() == before
+
+    # An import of uptime inside January (and over the first hour of February, which holds
+    # the end of a run started in January) dirties those hours and refreshes them: they keep
+    # their stored figures instead of being recomputed without the detached runs.
+    services.uptime_import(
+        rows=[
+            {
+                "node": "a2",
+                "pool": "pa",
+                "started_at": iso(JAN + timedelta(days=5)),
+                "ended_at": iso(FEB + timedelta(minutes=30)),
+            }
+        ]
+    )
+    assert january() == before
+    assert unit_cost_report(date(2025, 2, 1), date(2025, 3, 1)) == feb
+    # Uptime recorded without an import (the fleet's way): dirty marks, which the report
+    # treats as clean, and the refresh drops.
+    a2 = Node.objects.get(name="a2")
+    UptimeInterval.objects.create(
+        node=a2,
+        pool=pool,
+        started_at=JAN + timedelta(days=2, hours=3),
+        ended_at=JAN + timedelta(days=4, hours=5),
+        source="recorded",
+    )
+    assert CostHourDirty.objects.filter(hour__gte=JAN, hour__lt=FEB).exists()
+    assert january() == before
+    services.cost_aggregates_refresh()
+    assert january() == before
+    assert not CostHourDirty.objects.filter(hour__gte=JAN, hour__lte=FEB).exists()
+
+    # A rate change inside the month: its costs follow the new rate, its hours stay as they
+    # were (busy time included), before and after a refresh.
+    services.pool_rate_add(
+        pool=pool,
+        hourly_rate_usd=Decimal("2.60"),
+        effective_from=datetime(2025, 1, 10, 12, tzinfo=UTC),
+        actor=None,
+    )
+    rated = january()
+    assert rated["totals"]["infra_cost_usd"] != before["totals"]["infra_cost_usd"]
+    assert busy(rated) == busy(before)
+    assert rated["totals"]["generations"] == before["totals"]["generations"]
+    services.cost_aggregates_refresh()
+    assert january() == rated
+
+    # A run of January written meanwhile lands in the default partition; frozen hours do not
+    # count it yet.
+    start = datetime(2025, 1, 20, 5, tzinfo=UTC)
+    services.gpu_run_start(
+        external_id="late-jan", model_slug="m1", pool=pool, node_name="a0", started_at=start
+    )
+    services.gpu_run_finish(
+        external_id="late-jan", status="succeeded", finished_at=start + timedelta(minutes=30)
+    )
+    assert where("late-jan") == "infra_costs_gpurun_default"
+    services.cost_aggregates_refresh()
+    assert january() == rated
+
+    # Attached again: every write made meanwhile counts, as the full engine says.
+    done = partitions.gpu_run_month_attach(month=date(2025, 1, 1))
+    assert (done.name, done.moved) == ("infra_costs_gpurun_p2025_01", 1)
+    assert where("late-jan") == "infra_costs_gpurun_p2025_01"
+    assert january() == full_report("2025-01-01", "2025-01-25")  # hours dirty: on the fly
+    services.cost_aggregates_refresh()
+    after = january()
+    assert after == full_report("2025-01-01", "2025-01-25")
+    assert after["totals"]["generations"] == before["totals"]["generations"] + 1
+    assert busy(after) != busy(before)  # the uptime of a2 counts now
+    feb_now = unit_cost_report(date(2025, 2, 1), date(2025, 3, 1))
+    assert feb_now == full_report("2025-02-01", "2025-03-01")
+
+
+def test_attaching_a_detached_month_again_restores_its_report_and_frees_its_hours():
+    setup_fleet()
+    rows = month_jobs()
+    services.jobs_import(rows=rows)
+    services.cost_aggregates_refresh()
+    jan = unit_cost_report(date(2025, 1, 1), date(2025, 2, 1), window="hour")
+    feb = unit_cost_report(date(2025, 2, 1), date(2025, 3, 1))
+    assert jan == full_report("2025-01-01", "2025-02-01", window="hour")
+
+    partitions.gpu_run_month_detach(month=date(2025, 1, 1))
+    record = DetachedRunMonth.objects.get(month=date(2025, 1, 1))
+    assert (record.table_name, record.dropped) == ("infra_costs_gpurun_p2025_01", False)
+    # Frozen: the month and the hour of February the run started on 31 January reaches.
+    assert (record.frozen_from, record.frozen_until) == (JAN, FEB + timedelta(hours=1))
+
+    done = partitions.gpu_run_month_attach(month=date(2025, 1, 1))
+    jan_rows = [r for r in rows if r["started_at"].startswith("2025-01")]
+    assert (done.rows, done.moved, done.hours) == (len(jan_rows), 0, 31 * 24 + 1)
+    assert "infra_costs_gpurun_p2025_01" in attached()
+    assert not DetachedRunMonth.objects.exists()
+    assert CostHourDirty.objects.filter(hour__gte=JAN, hour__lte=FEB).count() == done.hours
+    assert services.cost_aggregates_refresh() == done.hours
+    assert unit_cost_report(date(2025, 1, 1), date(2025, 2, 1), window="hour") == jan
+    assert unit_cost_report(date(2025, 2, 1), date(2025, 3, 1)) == feb
+    assert GpuRun.objects.count() == len(rows)
+
+    # Its hours are live again: a write recomputes them with the runs.
+    partitions.gpu_run_month_detach(month=date(2025, 1, 1), drop=True)
+    assert DetachedRunMonth.objects.get(month=date(2025, 1, 1)).dropped
+    with pytest.raises(ValidationError, match="dropped"):
+        partitions.gpu_run_month_attach(month=date(2025, 1, 1))
+
+
+def test_a_month_detached_without_runs_freezes_no_hour():
+    setup_fleet()
+    partitions.gpu_run_months_ensure(first=JAN, last=JAN)
+    services.cost_aggregates_refresh()
+    partitions.gpu_run_month_detach(month=date(2025, 1, 1))
+    record = DetachedRunMonth.objects.get(month=date(2025, 1, 1))
+    assert record.frozen_until == record.frozen_from  # nothing to keep
+    services.uptime_import(
+        rows=[{"node": "a2", "pool": "pa", "started_at": iso(JAN), "ended_at": iso(FEB)}]
+    )
+    report = january()
+    assert report == full_report("2025-01-01", "2025-01-25")
+    assert report["pools"][0]["uptime_hours"] == str(Decimal(24 * 24 * 3).quantize(Decimal("1e-6")))
+    assert partitions.gpu_run_month_attach(month=date(2025, 1, 1)).hours == 0
+
+
+def test_attaching_refuses_a_month_not_detached_or_with_runs_outside_it():
+    setup_fleet()
+    services.jobs_import(rows=month_jobs())
+    services.cost_aggregates_refresh()
+    with pytest.raises(NotFound, match="not detached"):
+        partitions.gpu_run_month_attach(month=date(2025, 1, 1))
+    partitions.gpu_run_month_detach(month=date(2025, 1, 1))
+    with connection.cursor() as cur:
+        cur.execute(
+            "UPDATE infra_costs_gpurun_p2025_01 SET started_at = started_at + interval '40 days',"
+            " finished_at = finished_at + interval '40 days' WHERE external_id IN ('j0', 'j2')"
+        )
+    with pytest.raises(ValidationError, match="2 runs started outside 2025-01"):
+        partitions.gpu_run_month_attach(month=date(2025, 1, 1))
+    assert "infra_costs_gpurun_p2025_01" not in attached()  # nothing written
+    assert DetachedRunMonth.objects.filter(month=date(2025, 1, 1)).exists()
+    assert not CostHourDirty.objects.filter(hour__gte=JAN, hour__lt=FEB).exists()
+
+    with connection.cursor() as cur:
+        cur.execute("SET CONSTRAINTS ALL IMMEDIATE")  # (the UPDATE's deferred FK checks)
+        cur.execute("DROP TABLE infra_costs_gpurun_p2025_01")
+    with pytest.raises(ValidationError, match="no longer exists"):
+        partitions.gpu_run_month_attach(month=date(2025, 1, 1))

@@ -1,5 +1,5 @@
-"""`manage.py gpu_run_partitions [--ahead N] [--detach YYYY-MM [--drop]]`: the monthly
-partitions of the GPU runs (migration infra_costs 0007, `infra_costs.partitions`)."""
+"""`manage.py gpu_run_partitions [--ahead N] [--detach YYYY-MM [--drop] | --attach YYYY-MM]`:
+the monthly partitions of the GPU runs (migration infra_costs 0007, `infra_costs.partitions`)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from django.db import OperationalError, connection
 from django.utils import timezone
 
 from config.errors import ServiceError
-from infra_costs import partitions
+from infra_costs import partitions, services
 
 
 def _month(value: str) -> date:
@@ -23,9 +23,12 @@ def _month(value: str) -> date:
 class Command(BaseCommand):
     help = (
         "The GPU runs' monthly partitions: list them, make this month's and the next ones "
-        "(--ahead), or detach a closed month (--detach YYYY-MM; the table is kept unless "
-        "--drop). The detach is a plain DETACH PARTITION with a lock timeout: CONCURRENTLY is "
-        "refused by PostgreSQL on a table with a default partition."
+        "(--ahead), detach a closed month (--detach YYYY-MM; the table is kept unless "
+        "--drop), or attach a detached month again (--attach YYYY-MM). The detach is a plain "
+        "DETACH PARTITION with a lock timeout: CONCURRENTLY is refused by PostgreSQL on a "
+        "table with a default partition. A detached month's hourly cost figures are frozen "
+        "(never recomputed, since its runs are gone); --attach puts its table back, and "
+        "recomputes those hours with its runs."
     )
 
     def add_arguments(self, parser):
@@ -37,10 +40,21 @@ class Command(BaseCommand):
             help="A closed month to take out of the runs (refused while it has dirty hours).",
         )
         parser.add_argument("--drop", action="store_true", help="Drop the detached table.")
+        parser.add_argument(
+            "--attach",
+            type=_month,
+            metavar="YYYY-MM",
+            help=(
+                "A month detached without --drop, back into the runs (refused when its table "
+                "is gone or holds runs of other months); its hours are then recomputed."
+            ),
+        )
 
     def handle(self, *args, **options):
         if options["drop"] and not options["detach"]:
             raise CommandError("--drop goes with --detach.")
+        if options["detach"] and options["attach"]:
+            raise CommandError("--detach or --attach: one at a time.")
         if options["ahead"] is not None:
             if not 0 <= options["ahead"] <= 24:
                 raise CommandError("--ahead: 0 to 24 months.")
@@ -56,7 +70,9 @@ class Command(BaseCommand):
             except OperationalError as exc:  # the lock timeout: the runs were busy
                 raise CommandError(f"Not detached, try again: {exc}") from None
             done = "dropped" if options["drop"] else "detached (kept as a table)"
-            self.stdout.write(f"{part.name} {done}.")
+            self.stdout.write(f"{part.name} {done}. Its hours' cost figures are now frozen.")
+        if options["attach"]:
+            self._attach(options["attach"])
         with connection.cursor() as cur:
             cur.execute(
                 "SELECT c.relname, c.reltuples::bigint FROM pg_inherits i "
@@ -67,3 +83,18 @@ class Command(BaseCommand):
         for part in partitions.gpu_run_partitions():
             rows = max(estimates.get(part.name, 0), 0)
             self.stdout.write(f"{part.name:34} {part.bounds:80} ~{rows:,} rows")
+
+    def _attach(self, month: date) -> None:
+        try:
+            done = partitions.gpu_run_month_attach(month=month)
+        except ServiceError as exc:
+            raise CommandError(exc.detail) from None
+        except OperationalError as exc:  # the lock timeout: the runs were busy
+            raise CommandError(f"Not attached, try again: {exc}") from None
+        self.stdout.write(
+            f"{done.name} attached: {done.rows:,} runs ({done.moved:,} written while it was "
+            f"detached). Recomputing the cost aggregates of its {done.hours:,} hours…"
+        )
+        self.stdout.flush()
+        hours = services.cost_aggregates_refresh()
+        self.stdout.write(f"{hours:,} hours recomputed.")
