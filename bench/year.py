@@ -71,14 +71,12 @@ def setup_fleet(cur, p0: datetime) -> None:
     # The year's month partitions are dropped too, so the import makes them, as a history
     # imported into a database that has not seen it (as `bench/unit_costs.py --import` does by
     # default); kept, they would be empty months that the import inserts into row by row.
-    cur.execute(
-        "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
-        "WHERE i.inhparent = 'infra_costs_gpurun'::regclass AND c.relname LIKE %s",
-        [f"infra_costs_gpurun_p{p0.year}_%"],
-    )
-    for (name,) in cur.fetchall():
-        cur.execute(f"ALTER TABLE infra_costs_gpurun DETACH PARTITION {name}")
-        cur.execute(f"DROP TABLE {name}")
+    from infra_costs import partitions
+
+    for part in partitions.gpu_run_partitions():
+        if part.month and part.month.year == p0.year:
+            cur.execute(f"ALTER TABLE infra_costs_gpurun DETACH PARTITION {part.name}")
+            cur.execute(f"DROP TABLE {part.name}")
     cur.execute(
         "INSERT INTO infra_costs_nodepool (slug, gpu_type, description, sla_queue_wait_s, "
         "min_nodes, timezone, created_at) VALUES "

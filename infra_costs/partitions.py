@@ -218,25 +218,34 @@ def gpu_run_months_load(
                 cur.execute(sql.replace("{name}", name))
         cur.execute(f"LOCK TABLE {DEFAULT_PARTITION} IN ACCESS EXCLUSIVE MODE")
         for month in months:
-            name, bounds = partition_name(month), {"lo": month, "hi": next_month(month)}
-            cur.execute(
-                f"WITH moved AS (DELETE FROM {DEFAULT_PARTITION} WHERE started_at >= %(lo)s "
-                f'AND started_at < %(hi)s RETURNING *) INSERT INTO "{name}" SELECT * FROM moved',
-                bounds,
-            )
-            # The range as a CHECK first: ATTACH then need not scan the table for it.
-            cur.execute(
-                f'ALTER TABLE "{name}" ADD CONSTRAINT "{name}_range" '
-                "CHECK (started_at >= %(lo)s AND started_at < %(hi)s)",
-                bounds,
-            )
-            cur.execute(
-                f'ALTER TABLE {RUN_TABLE} ATTACH PARTITION "{name}" '
-                "FOR VALUES FROM (%(lo)s) TO (%(hi)s)",
-                bounds,
-            )
-            cur.execute(f'ALTER TABLE "{name}" DROP CONSTRAINT "{name}_range"')
+            _month_attach(cur, partition_name(month), lo=month, hi=next_month(month))
     return n
+
+
+def _month_attach(cur, name: str, *, lo: datetime, hi: datetime) -> int:
+    """Attach table `name` as the month [lo, hi), with the runs of that month written to the
+    default partition meanwhile moved into it first; returns how many moved. The caller holds
+    the default partition in ACCESS EXCLUSIVE mode (no run of the month lands there after the
+    move)."""
+    bounds = {"lo": lo, "hi": hi}
+    cur.execute(
+        f"WITH moved AS (DELETE FROM {DEFAULT_PARTITION} WHERE started_at >= %(lo)s "
+        f'AND started_at < %(hi)s RETURNING *) INSERT INTO "{name}" SELECT * FROM moved',
+        bounds,
+    )
+    moved = cur.rowcount
+    # The range as a CHECK first: ATTACH then need not scan the table for it.
+    cur.execute(
+        f'ALTER TABLE "{name}" ADD CONSTRAINT "{name}_range" '
+        "CHECK (started_at >= %(lo)s AND started_at < %(hi)s)",
+        bounds,
+    )
+    cur.execute(
+        f'ALTER TABLE {RUN_TABLE} ATTACH PARTITION "{name}" FOR VALUES FROM (%(lo)s) TO (%(hi)s)',
+        bounds,
+    )
+    cur.execute(f'ALTER TABLE "{name}" DROP CONSTRAINT "{name}_range"')
+    return moved
 
 
 _INDEX_DEF = re.compile(r"^CREATE (UNIQUE )?INDEX \S+ ON ONLY \S+ (USING .*)$")
@@ -389,27 +398,10 @@ def gpu_run_month_attach(*, month: date, lock_timeout_ms: int = 5000) -> MonthAt
             )
         cur.execute(f"SET LOCAL lock_timeout = {int(lock_timeout_ms)}")
         # (ALTER TABLE refuses a table with pending deferred FK checks: rows written to it in
-        # this transaction, the moved ones below included, are checked as they are written)
+        # this transaction, the moved ones included, are checked as they are written)
         cur.execute("SET CONSTRAINTS ALL IMMEDIATE")
-        # The range as a CHECK first: ATTACH then need not scan the table for it.
-        cur.execute(
-            f'ALTER TABLE "{name}" ADD CONSTRAINT "{name}_range" '
-            "CHECK (started_at >= %(lo)s AND started_at < %(hi)s)",
-            bounds,
-        )
         cur.execute(f"LOCK TABLE {DEFAULT_PARTITION} IN ACCESS EXCLUSIVE MODE")
-        cur.execute(
-            f"WITH moved AS (DELETE FROM {DEFAULT_PARTITION} WHERE started_at >= %(lo)s "
-            f'AND started_at < %(hi)s RETURNING *) INSERT INTO "{name}" SELECT * FROM moved',
-            bounds,
-        )
-        moved = cur.rowcount
-        cur.execute(
-            f'ALTER TABLE {RUN_TABLE} ATTACH PARTITION "{name}" '
-            "FOR VALUES FROM (%(lo)s) TO (%(hi)s)",
-            bounds,
-        )
-        cur.execute(f'ALTER TABLE "{name}" DROP CONSTRAINT "{name}_range"')
+        moved = _month_attach(cur, name, lo=lo, hi=hi)
         # The hours it froze, and those its runs touch now (the table may have been edited).
         spans = [(record.frozen_from, record.frozen_until), _frozen_hours(cur, name) or (lo, lo)]
         spans = [(a, b) for a, b in spans if b > a]

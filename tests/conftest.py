@@ -40,3 +40,20 @@ def _ledger_invariants(request):
     # Budgets agree with their holds' reservations (credits.budgets).
     mismatches = budgets_reconcile()
     assert not mismatches, "budget drift after test:\n" + "\n".join(map(str, mismatches))
+
+
+@pytest.fixture
+def redis_sends(monkeypatch) -> list:
+    """What this process writes to Redis connections from now on, one entry per write (a
+    command, or a pipeline sent in one write): the round trips. Clear it after a warm-up."""
+    from redis.connection import AbstractConnection
+
+    sends: list = []
+    original = AbstractConnection.send_packed_command
+
+    def counting(self, command, check_health=True):
+        sends.append(command)
+        return original(self, command, check_health)
+
+    monkeypatch.setattr(AbstractConnection, "send_packed_command", counting)
+    return sends

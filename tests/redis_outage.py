@@ -10,8 +10,10 @@ in the chaos run).
 from __future__ import annotations
 
 import contextlib
+import socket
 import subprocess
 import time
+from collections.abc import Iterator
 
 import pytest
 import redis
@@ -98,6 +100,30 @@ def point_broker_at(url: str) -> None:
     app._pool = None
     app.amqp._producer_pool = None
     kombu_pools.reset()  # kombu caches producer pools per connection URL, process-wide
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def broker_on_own_redis() -> Iterator[OwnRedis]:
+    """This process's broker (publishes, and workers started meanwhile that read
+    `app.conf.broker_url`) on a Redis of its own, on a free port, which the caller may stop,
+    restart or fail over for real; the broker pointed back and the server stopped after."""
+    from config.celery_app import app
+
+    server = OwnRedis(port=free_port())
+    server.start()
+    real_broker = app.conf.broker_url
+    point_broker_at(server.url(0))
+    try:
+        yield server
+    finally:
+        point_broker_at(real_broker)
+        server.stop()
 
 
 def _reset_limiter_state() -> None:

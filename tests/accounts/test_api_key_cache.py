@@ -110,20 +110,12 @@ def test_the_key_is_read_from_postgresql_when_the_cache_is_off(client, key, sett
     assert key_lookups(client, raw) == (200, 1)
 
 
-def test_an_api_request_makes_two_redis_round_trips(client, key, monkeypatch):
+def test_an_api_request_makes_two_redis_round_trips(client, key, redis_sends):
     """The key (entry and epoch in one MGET) and the rate-limit count (SET NX + INCR in one
     pipeline): one round trip each."""
-    from redis.connection import AbstractConnection
-
     _, raw = key
     assert client.get(ORG_URL, **bearer(raw)).status_code == 200  # fills the key cache
-    sends = []
-    original = AbstractConnection.send_packed_command
-
-    def counting(self, command, check_health=True):
-        sends.append(command)
-        return original(self, command, check_health)
-
-    monkeypatch.setattr(AbstractConnection, "send_packed_command", counting)
+    redis_sends.clear()
+    sends = redis_sends
     assert client.get(ORG_URL, **bearer(raw)).status_code == 200
     assert len(sends) == 2

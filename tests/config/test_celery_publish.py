@@ -17,7 +17,7 @@ from config import celery_transport
 from config.celery_app import app
 from generations.services.submission import enqueue
 from generations.tasks import run_generation
-from tests.redis_outage import OwnRedis, point_broker_at
+from tests.redis_outage import broker_on_own_redis
 
 pytestmark = pytest.mark.django_db
 
@@ -53,16 +53,8 @@ def clean_queue():
 def outage():
     """The broker on a Redis of this test's own (a port of its own: tests/redis_outage.py's
     6391 is the degraded-mode tests'), stopped and started by the test."""
-    server = OwnRedis(port=6394)
-    server.stop()  # a leftover of an interrupted run
-    server.start()
-    real_broker = app.conf.broker_url
-    point_broker_at(server.url(0))
-    try:
+    with broker_on_own_redis() as server:
         yield server
-    finally:
-        point_broker_at(real_broker)
-        server.stop()
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -168,23 +167,11 @@ def compiled(monkeypatch):
 def own_redis(settings):
     """The broker of this process (and of workers it starts) on a Redis of the test's own, on a
     free port, which the test may stop, restart or fail over for real."""
-    from config.celery_app import app
-    from tests.generations.test_worker import point_broker_at
-    from tests.redis_outage import OwnRedis
+    from tests.redis_outage import broker_on_own_redis
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = OwnRedis(port=port)
-    server.start()
-    real_broker = app.conf.broker_url
-    settings.CELERY_BROKER_URL = server.url(0)
-    point_broker_at(server.url(0))
-    try:
+    with broker_on_own_redis() as server:
+        settings.CELERY_BROKER_URL = server.url(0)
         yield server
-    finally:
-        point_broker_at(real_broker)
-        server.stop()
 
 
 def wait_for(predicate, *, timeout: float = 60, interval: float = 0.1, message: str = ""):

@@ -35,7 +35,7 @@ from tests.generations.test_reaper_republish import (
     messages,
     submit_many,
 )
-from tests.generations.test_worker import point_broker_at
+from tests.redis_outage import point_broker_at
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("purge_queues", "no_limits")]
 

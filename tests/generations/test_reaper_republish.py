@@ -22,7 +22,7 @@ from config.celery_app import app
 from generations import services
 from generations.models import Job, JobStatus
 from tests.factories import make_ai_model, make_org, make_pool
-from tests.generations.test_worker import point_broker_at
+from tests.redis_outage import point_broker_at
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("purge_queues", "no_limits")]
 

@@ -9,7 +9,6 @@ from decimal import Decimal as D
 
 import pytest
 from django.db.models import Count
-from kombu import pools as kombu_pools
 
 from config.celery_app import app
 from credits.models import CreditAccount, CreditHold, EntryKind, HoldStatus, LedgerEntry
@@ -19,17 +18,9 @@ from generations.tasks import reap_jobs, run_generation
 from infra_costs.models import GpuRun
 from tests.factories import make_ai_model, make_org
 from tests.generations.conftest import wait_for
+from tests.redis_outage import point_broker_at
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.worker]
-
-
-def point_broker_at(url: str) -> None:
-    """Send this process's publishes to `url` from now on (fresh connection pools)."""
-    app.conf.broker_url = url
-    app.pool.force_close_all()
-    app._pool = None
-    app.amqp._producer_pool = None
-    kombu_pools.reset()  # kombu caches producer pools per connection URL, process-wide
 
 
 def submit(org, prompt="a cat", **kw):
