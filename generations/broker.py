@@ -74,12 +74,12 @@ def broker_identity(client) -> BrokerIdentity | None:
 @dataclass
 class BrokerScan:
     """`present`: job ids with a run message waiting in a list or held by a worker that took
-        it lately (or holds it until its countdown); `stale`: job id → delivery tags of messages a
-        worker took more than `stale_after_s` ago without acknowledging them (a worker that died
-        before it started the job: kombu would put them back only after the visibility timeout);
-        `complete`: the pools whose lists were read to the end (a job of another pool can't be
-        told lost); `read`: messages read; `identity`: the Redis server that answered, read before
-    the messages (None when unknown); `broker`: which broker (its URL, password masked)."""
+    it lately (or holds it until its countdown); `stale`: job id → delivery tags of messages a
+    worker took more than `stale_after_s` ago without acknowledging them (a worker that died
+    before it started the job: kombu would put them back only after the visibility timeout);
+    `complete`: the pools whose lists were read to the end (a job of another pool can't be told
+    lost); `read`: messages read; `identity`: the Redis server that answered, read before the
+    messages (None when unknown); `broker`: which broker (its URL, password masked)."""
 
     present: set[str] = field(default_factory=set)
     stale: dict[str, set[bytes]] = field(default_factory=dict)

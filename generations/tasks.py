@@ -1,15 +1,10 @@
 """Celery tasks of the generations app: thin wrappers over generations.services."""
 
-import logging
-import time
-
 from celery import shared_task
-from django.db import InterfaceError, OperationalError, connection
 
 from config import logs
 from generations import services
-
-logger = logging.getLogger(__name__)
+from generations.services.reconnect import on_fresh_connection
 
 REAP_TRIES = 3
 
@@ -37,13 +32,6 @@ def reap_jobs() -> dict:
     backend, a restart) is tried again at once on a fresh one, up to REAP_TRIES times: beat
     sends the next run only 30 s later, and jobs lost with the broker wait for it (the chaos
     run, docs/reliability.md). A run is idempotent, so a retry after a partial one is safe."""
-    for n in range(1, REAP_TRIES + 1):
-        try:
-            return services.jobs_reap()
-        except (OperationalError, InterfaceError) as exc:
-            connection.close()
-            if n == REAP_TRIES:
-                raise
-            logger.warning("Reaper run lost its database connection (try %s): %s", n, exc)
-            time.sleep(0.5 * n)
-    raise AssertionError("unreachable")
+    return on_fresh_connection(
+        lambda: services.jobs_reap(), tries=REAP_TRIES, what="Reaper run", backoff_s=0.5
+    )

@@ -38,6 +38,7 @@ from generations.price_tables import price_for, priced_units
 from generations.services import batching, spool
 from generations.services.events import job_event_add, job_save_with_event
 from generations.services.execution_lookup import job_locked_for_claim, job_locked_for_finish
+from generations.services.reconnect import on_fresh_connection
 from generations.services.submission import job_watermark
 from infra_costs import fleet
 from infra_costs import services as infra_costs_services
@@ -247,17 +248,17 @@ def _claim_recorded(job_id, *, worker: str):
     claimed, so a retry after a commit whose answer was lost answers "running elsewhere".
     When every try fails the error propagates: the task fails, the job stays queued and the
     reaper publishes it again."""
-    for n in range(1, CLAIM_TRIES + 1):
-        try:
-            with transaction.atomic(durable=True):
-                return _claim(job_id, worker=worker, now=timezone.now())
-        except (OperationalError, InterfaceError) as exc:
-            connection.close()  # the next try opens a fresh connection
-            logger.warning("Claim of job %s failed (try %s of %s): %s", job_id, n, CLAIM_TRIES, exc)
-            if n == CLAIM_TRIES:
-                raise
-            time.sleep(settings.GENERATIONS_FINISH_BACKOFF_S * 2 ** (n - 1))
-    raise AssertionError("unreachable")
+
+    @transaction.atomic(durable=True)
+    def claim():
+        return _claim(job_id, worker=worker, now=timezone.now())
+
+    return on_fresh_connection(
+        claim,
+        tries=CLAIM_TRIES,
+        what=f"Claim of job {job_id}",
+        backoff_s=settings.GENERATIONS_FINISH_BACKOFF_S,
+    )
 
 
 def _finish_recorded(

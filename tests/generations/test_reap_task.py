@@ -7,6 +7,7 @@ import pytest
 from django.db import connection
 
 from generations import tasks
+from generations.services import reconnect
 from tests.generations.test_finish_retry import terminate
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -18,7 +19,7 @@ def test_a_reaper_run_whose_connection_is_terminated_runs_again_on_a_fresh_one(m
         cursor.execute("SELECT pg_backend_pid()")
         (pid,) = cursor.fetchone()
     terminate(pid)  # the task's connection is dead before its first statement
-    monkeypatch.setattr(tasks.time, "sleep", lambda s: None)
+    monkeypatch.setattr(reconnect.time, "sleep", lambda s: None)
     result = tasks.reap_jobs()
     assert set(result) >= {"requeued", "checked", "retried_lost", "failed_lost"}
     with connection.cursor() as cursor:
@@ -36,7 +37,7 @@ def test_a_reaper_run_gives_up_after_its_tries(monkeypatch):
         raise OperationalError("terminating connection due to administrator command")
 
     monkeypatch.setattr(tasks.services, "jobs_reap", lost)
-    monkeypatch.setattr(tasks.time, "sleep", lambda s: None)
+    monkeypatch.setattr(reconnect.time, "sleep", lambda s: None)
     with pytest.raises(OperationalError):
         tasks.reap_jobs()
     assert len(calls) == tasks.REAP_TRIES

@@ -10,7 +10,7 @@ from django.db import connection
 
 from generations import tasks
 from generations.services import cancel as cancel_module
-from generations.services import execution, reaper, spool, submission
+from generations.services import execution, reaper, reconnect, spool, submission
 from infra_costs import services as infra_costs_services
 
 
@@ -22,8 +22,10 @@ def install(patches, sim) -> None:
     # A lost connection is simulated: "reconnecting" keeps the seed's one real connection,
     # and the finish's backoff sleeps (with the seed's jitter) move the simulated clock.
     patches.set(execution, "connection", _KeepConnection())
+    patches.set(reconnect, "connection", _KeepConnection())  # (the claim's retries)
     patches.set(spool, "connection", _KeepConnection())
     patches.set(execution, "time", types.SimpleNamespace(sleep=sim.sleep))
+    patches.set(reconnect, "time", types.SimpleNamespace(sleep=sim.sleep))
     patches.set(execution, "random", sim.rng)
     # Deterministic job ids (the reaper orders by them on ties): drawn from the seed.
     patches.set(
