@@ -62,7 +62,20 @@ from infra_costs.models import (
 HOUR = timedelta(hours=1)
 MICRO = Decimal(1_000_000)
 _TEMP = ("_ch_h", "_ch_rng", "_ch_runs", "_ch_isl", "_ch_up", "_ch_node", "_ch_model")
-_US = "(extract(epoch FROM {e} - {s}) * 1000000)::bigint"
+
+
+# Microseconds of a sum of pieces [s, e), exact: the intervals are summed (64-bit microseconds)
+# and turned into a number once per group, not per row (numeric per row cost ~0.4 s a 1M rows).
+def _us_sum(s: str, e: str, where: str = "") -> str:
+    flt = f" FILTER (WHERE {where})" if where else ""
+    return f"(extract(epoch FROM sum({e} - {s}){flt}) * 1000000)::bigint"
+
+
+# The latest end of the pieces of the same (hour, node) that start before this one.
+_PREV_END = (
+    "max(e) OVER (PARTITION BY hour, node_id ORDER BY s "
+    "ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)"
+)
 # `{h}`: an hour not frozen (not an hour of a detached month of runs).
 _NOT_FROZEN = (
     f"NOT EXISTS (SELECT 1 FROM {DetachedRunMonth._meta.db_table} fz "
@@ -131,9 +144,10 @@ def _compute(cur, *, cutoff: datetime | None) -> None:
     distinct = "DISTINCT" if cur.rowcount > 1 else ""
     cur.execute("ANALYZE _ch_rng")
     cur.execute("SELECT count(*) FROM _ch_h")
-    if cur.fetchone()[0] <= 24 * 7:
+    few = cur.fetchone()[0] <= 24 * 7
+    if few:
         # Up to a week of hours (live runs, a report's dirty hours): one index range scan per
-        # (range, pool), the subquery kept apart.
+        # (range, pool), the subquery kept apart; its result is kept for the two uses below.
         cand = f"""
             SELECT {distinct} r.id, r.node_id, r.pool_id, r.model_slug, r.status,
                    r.started_at, r.finished_at
@@ -151,7 +165,8 @@ def _compute(cur, *, cutoff: datetime | None) -> None:
     else:
         # More (imports): every run overlapping [first hour, last hour + 1 h) once, by a
         # sequential scan (faster than visiting most runs by an index); the pieces outside
-        # the dirty hours are left out by the join below.
+        # the dirty hours are left out by the join below. Scanned once per use below (by
+        # parallel workers) rather than kept in a temporary store: 1.67 → 1.46 s on 1M runs.
         cand = f"""
             SELECT r.id, r.node_id, r.pool_id, r.model_slug, r.status,
                    r.started_at, r.finished_at
@@ -165,7 +180,7 @@ def _compute(cur, *, cutoff: datetime | None) -> None:
     cur.execute(
         f"""
         CREATE TEMP TABLE _ch_runs ON COMMIT DROP AS
-        WITH cand AS MATERIALIZED ({cand}), pieces AS (
+        WITH cand AS {"MATERIALIZED" if few else "NOT MATERIALIZED"} ({cand}), pieces AS (
             SELECT date_trunc('hour', r.started_at) AS hour, r.* FROM cand r
             UNION ALL
             SELECT gs.hour, r.* FROM cand r
@@ -215,7 +230,7 @@ def _compute(cur, *, cutoff: datetime | None) -> None:
     cur.execute(
         f"""
         CREATE TEMP TABLE _ch_up ON COMMIT DROP AS
-        SELECT hour, pool_id, kind, sum({_US.format(s="s", e="e")})::bigint AS up_us
+        SELECT hour, pool_id, kind, {_us_sum("s", "e")} AS up_us
         FROM _ch_isl GROUP BY hour, pool_id, kind
         """
     )
@@ -227,13 +242,7 @@ def _compute(cur, *, cutoff: datetime | None) -> None:
     cur.execute(
         f"""
         CREATE TEMP TABLE _ch_node ON COMMIT DROP AS
-        WITH rp AS MATERIALIZED (
-            SELECT hour, node_id, e, f,
-                   greatest(s, max(e) OVER (PARTITION BY hour, node_id ORDER BY s
-                                            ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING))
-                       AS p
-            FROM _ch_runs WHERE e > s
-        ), um AS (
+        WITH um AS (
             SELECT hour, node_id, s, e,
                    max(e) OVER (PARTITION BY hour, node_id ORDER BY s
                                 ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS pm
@@ -255,17 +264,25 @@ def _compute(cur, *, cutoff: datetime | None) -> None:
             FROM ui GROUP BY hour, node_id
         ), part AS (  -- the islands of the other (hour, node)s (islands are disjoint)
             SELECT * FROM ui WHERE NOT (s = hour AND e = hour + interval '1 hour')
-        ), inside AS (
+        ), inside AS (  -- (the window again, over the pieces of those (hour, node)s only)
             SELECT rp.hour, rp.node_id,
-                   sum({_US.format(s="greatest(rp.p, ui.s)", e="least(rp.e, ui.e)")}) AS us
-            FROM rp JOIN part ui ON ui.hour = rp.hour AND ui.node_id = rp.node_id
-                                 AND ui.s < rp.e AND ui.e > rp.p
+                   {_us_sum("greatest(rp.p, ui.s)", "least(rp.e, ui.e)")} AS us
+            FROM (
+                SELECT hour, node_id, e, greatest(s, {_PREV_END}) AS p
+                FROM _ch_runs r
+                WHERE e > s AND EXISTS (SELECT 1 FROM part
+                                        WHERE part.hour = r.hour AND part.node_id = r.node_id)
+            ) rp
+            JOIN part ui ON ui.hour = rp.hour AND ui.node_id = rp.node_id
+                         AND ui.s < rp.e AND ui.e > rp.p
             WHERE rp.e > rp.p
             GROUP BY rp.hour, rp.node_id
-        ), runs AS (
-            SELECT hour, node_id, sum({_US.format(s="p", e="e")}) FILTER (WHERE e > p) AS us,
+        ), runs AS (  -- (grouped as the window leaves the pieces sorted: no hash table)
+            SELECT hour, node_id, {_us_sum("p", "e", "e > p")} AS us,
                    max(f) AS f
-            FROM rp GROUP BY hour, node_id
+            FROM (SELECT hour, node_id, e, f, greatest(s, {_PREV_END}) AS p
+                  FROM _ch_runs WHERE e > s) rp
+            GROUP BY hour, node_id
         )
         -- (a run of no length is no busy time, and never ends after a period that holds
         -- its hour: max_finish leaves it out)
@@ -279,12 +296,12 @@ def _compute(cur, *, cutoff: datetime | None) -> None:
         LEFT JOIN inside ON inside.hour = runs.hour AND inside.node_id = runs.node_id
         """
     )
+    weight = _us_sum("s", "e", "status = 'succeeded'")
     cur.execute(
         f"""
         CREATE TEMP TABLE _ch_model ON COMMIT DROP AS
         SELECT hour, pool_id, model_slug,
-               coalesce(sum({_US.format(s="s", e="e")}) FILTER (WHERE status = 'succeeded'),
-                        0)::bigint AS weight_us,
+               coalesce({weight}, 0) AS weight_us,
                (count(*) FILTER (WHERE status = 'succeeded' AND c))::int AS n_succeeded,
                (count(*) FILTER (WHERE status = 'failed' AND c))::int AS n_failed,
                (count(*) FILTER (WHERE status = 'cancelled' AND c))::int AS n_cancelled

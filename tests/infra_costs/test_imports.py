@@ -10,7 +10,7 @@ from django.core.management import CommandError, call_command
 
 from infra_costs import services
 from infra_costs.imports import ImportRefused
-from infra_costs.models import GpuRun, Node, NodePool, PoolRate, UptimeInterval
+from infra_costs.models import GpuRun, GpuRunKey, Node, NodePool, PoolRate, UptimeInterval
 from infra_costs.signals import runs_imported
 from tests.infra_costs.conftest import DATA
 
@@ -213,6 +213,76 @@ def test_skip_invalid_counts_present_conflicting_and_short_lines(tmp_path):
     assert GpuRun.objects.count() == before + 1
     assert GpuRun.objects.get(external_id="m3").status == "failed"
     assert GpuRun.objects.get(external_id="j2").started_at.hour == 2  # the conflict left as is
+
+
+def _statements(text: str, *args: str, tmp_path) -> tuple[list[str], str, str]:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as ctx:
+        try:
+            out, err = run("jobs", text, *args, tmp_path=tmp_path)
+        except CommandError:
+            out, err = "refused", ""
+    return [q["sql"] for q in ctx.captured_queries], out, err
+
+
+def test_an_id_twice_in_an_otherwise_clean_file_is_found_by_the_claim(tmp_path):
+    load_example(tmp_path)
+    keys = GpuRunKey.objects.count()
+    text = JOBS + (
+        "d1,model-c,n1,2026-02-01T00:00:00+00:00,2026-02-01T00:10:00+00:00,succeeded\n"  # 2
+        "d2,model-c,n1,2026-02-01T00:20:00+00:00,2026-02-01T00:30:00+00:00,succeeded\n"  # 3
+        "d1,model-c,n1,2026-02-01T00:40:00+00:00,2026-02-01T00:50:00+00:00,failed\n"  # 4
+    )
+    err = refused("jobs", text, tmp_path)
+    assert [line for line in err.splitlines() if line.startswith("line ")] == [
+        "line 4: duplicate external_id (first at line 2)"
+    ]
+    assert GpuRunKey.objects.count() == keys, "the refused file claimed ids"
+
+    out, err = run("jobs", text, "--skip-invalid", tmp_path=tmp_path)
+    assert out.startswith("imported 2 rows, 0 already present, 1 invalid")
+    assert "skipped line 4: duplicate external_id (first at line 2)" in err
+    d1 = GpuRun.objects.get(external_id="d1")
+    assert (d1.status, d1.started_at.minute) == ("succeeded", 0)  # the first line's run
+    assert GpuRunKey.objects.count() == keys + 2
+
+
+def test_a_clean_new_file_is_not_searched_for_duplicates_but_a_reimport_is(tmp_path):
+    load_example(tmp_path)
+    text = JOBS + (
+        "c1,model-c,n1,2026-02-01T00:00:00+00:00,2026-02-01T00:10:00+00:00,succeeded\n"
+        "c2,model-c,n1,2026-02-01T00:20:00+00:00,2026-02-01T00:30:00+00:00,succeeded\n"
+    )
+    sqls, out, _ = _statements(text, tmp_path=tmp_path)
+    assert out.startswith("imported 2 rows, 0 already present, 0 invalid")
+    assert not [s for s in sqls if "HAVING count(*) > 1" in s]  # the claim vouches for it
+    # The same ids again, one of them twice: present rows are not claimed, so looked for.
+    again = text + "c1,model-c,n1,2026-02-01T00:00:00+00:00,2026-02-01T00:10:00+00:00,succeeded\n"
+    sqls, out, _ = _statements(again, tmp_path=tmp_path)
+    assert out == "refused"
+    assert [s for s in sqls if "HAVING count(*) > 1" in s]
+
+
+def test_the_models_signalled_are_those_of_the_rows_kept(tmp_path):
+    load_example(tmp_path)
+    received = []
+
+    def receiver(sender, model_slugs, **kwargs):
+        received.append(model_slugs)
+
+    text = JOBS + (
+        "s1,model-x,n1,2026-02-01T00:00:00+00:00,2026-02-01T00:10:00+00:00,succeeded\n"
+        "s2,model-y,n1,2026-02-01T00:20:00+00:00,2026-02-01T00:30:00+00:00,succeeded\n"
+        "s1,model-z,n1,2026-02-01T00:40:00+00:00,2026-02-01T00:50:00+00:00,succeeded\n"
+    )
+    runs_imported.connect(receiver)
+    try:
+        run("jobs", text, "--skip-invalid", tmp_path=tmp_path)
+    finally:
+        runs_imported.disconnect(receiver)
+    assert received == [{"model-x", "model-y"}]  # model-z's line was a duplicate
 
 
 def test_runs_imported_signal(tmp_path):
