@@ -9,7 +9,7 @@ once."""
 from __future__ import annotations
 
 import threading
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from django.db import IntegrityError, connection, connections, transaction
@@ -247,3 +247,62 @@ def test_two_concurrent_imports_of_the_same_ids_write_each_run_once():
                     cur.execute("TRUNCATE infra_costs_gpurun")
                     cur.execute(f"ALTER TABLE infra_costs_gpurun DETACH PARTITION {name}")
                     cur.execute(f"DROP TABLE {name}")
+
+
+def test_the_staged_month_of_a_start_is_its_utc_month_whatever_the_offset():
+    from datetime import timedelta, timezone
+
+    from infra_costs.imports.jobs import _month_key
+
+    plus1, minus1 = timezone(timedelta(hours=1)), timezone(timedelta(hours=-1))
+    assert _month_key(datetime(2026, 2, 1, 0, 30, tzinfo=plus1)) == 2026 * 12 + 0  # 31 Jan UTC
+    assert _month_key(datetime(2026, 1, 31, 23, 30, tzinfo=minus1)) == 2026 * 12 + 1  # 1 Feb
+    assert _month_key(datetime(2026, 3, 1, tzinfo=UTC)) == 2026 * 12 + 2
+    assert _month_key(datetime(1, 1, 1, 0, 30, tzinfo=plus1)) < _month_key(datetime.min)
+    assert _month_key(datetime(9999, 12, 31, 23, 30, tzinfo=minus1)) > (
+        _month_key(datetime(9999, 12, 31, tzinfo=UTC))
+    )
+
+
+@pytest.mark.django_db
+def test_rows_per_month_as_staged_agree_with_postgresql_month_buckets():
+    import random
+
+    from infra_costs import partitions
+    from infra_costs.imports.jobs import _buckets, _month_key
+
+    rnd = random.Random(16)
+    starts = [
+        datetime(2024, 11, 1, tzinfo=UTC) + timedelta(minutes=rnd.randrange(0, 60 * 24 * 700))
+        for _ in range(500)
+    ] + [datetime(9999, 12, 31, tzinfo=UTC), datetime(1, 1, 2, tzinfo=UTC)]
+    staged: dict[int, int] = {}
+    for t in starts:
+        staged[_month_key(t)] = staged.get(_month_key(t), 0) + 1
+    months = partitions.gpu_run_import_months(first=min(starts), last=max(starts))
+    bounds = [*months, partitions.next_month(months[-1])]
+    with connection.cursor() as cur:
+        cur.execute(
+            "SELECT width_bucket(t, %s::timestamptz[]), count(*) FROM unnest(%s::timestamptz[]) t "
+            "GROUP BY 1",
+            [bounds, starts],
+        )
+        assert _buckets(staged, months) == dict(cur.fetchall())
+
+
+@pytest.mark.django_db
+def test_a_file_of_more_months_than_staging_partitions_imports_every_row(monkeypatch):
+    from infra_costs.imports import jobs
+
+    monkeypatch.setattr(jobs, "_STAGE_MONTHS", 2)  # (the 3rd month on share the default)
+    setup_fleet()
+    rows = month_jobs()
+    result = services.jobs_import(rows=rows)
+    assert (result.imported, result.already_present, result.errors) == (len(rows), 0, {})
+    assert set(FRESH) <= attached()
+    for row in rows:
+        month = datetime.fromisoformat(row["started_at"]).strftime("%Y_%m")
+        assert where(row["external_id"]) == f"infra_costs_gpurun_p{month}"
+    fk_checks()
+    again = services.jobs_import(rows=rows)
+    assert (again.imported, again.already_present) == (0, len(rows))
