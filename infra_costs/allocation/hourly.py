@@ -234,7 +234,8 @@ def _compute(cur, *, cutoff: datetime | None) -> None:
         FROM _ch_isl GROUP BY hour, pool_id, kind
         """
     )
-    # Busy per (hour, node) in one sort of the pieces: each piece's part not covered by the
+    # Busy per (hour, node) in one sort of the pieces (and a second over the pieces of the
+    # (hour, node)s that are up part of the hour only): each piece's part not covered by the
     # pieces that start before it, [p, e) with p = greatest(s, the latest end before it). The
     # parts are disjoint and their union is the runs' union, so its length is the sum of the
     # parts' and busy (the union ∩ the uptime islands, all kinds merged) is the sum of the parts'
