@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from itertools import chain
 
 from django.db import IntegrityError, connection, transaction
 
@@ -265,29 +266,24 @@ def _stage(cur, rows: NumberedRows, result: ImportResult) -> _Staged:
     staged = _Staged()
     add_model, months = staged.models.add, staged.months
     routed: set[int] = set()  # the month keys that have a partition (or go to the default)
-    checked = iter(checked_jobs(rows, result))
-    pending = None
+    keyed = (
+        (line, _month_key(started), external_id, model, node, started, finished, status)
+        for line, external_id, model, node, started, finished, status in checked_jobs(rows, result)
+    )
+    pending = None  # (the first row of a month without its partition: written after it)
     while True:
         with cur.copy(f"COPY {_JOBS_TMP} ({_JOBS_TMP_COLUMNS}) FROM STDIN (FORMAT BINARY)") as copy:
             copy.set_types(_JOBS_TMP_TYPES)
             write = copy.write_row
-            if pending is not None:
-                write(pending)
-                add_model(pending[3])
-                months[pending[1]] = months.get(pending[1], 0) + 1
-                pending = None
-            for line, external_id, model, node, started, finished, status in checked:
-                m = (
-                    _month_key(started)
-                    if started.utcoffset()
-                    else started.year * 12 + started.month - 1
-                )
-                row = (line, m, external_id, model, node, started, finished, status)
+            source = keyed if pending is None else chain((pending,), keyed)
+            pending = None
+            for row in source:
+                m = row[1]
                 if m not in routed:
                     pending = row
                     break
                 write(row)
-                add_model(model)
+                add_model(row[3])
                 months[m] = months.get(m, 0) + 1
         staged.rows += max(cur.rowcount, 0)
         if pending is None:
@@ -322,8 +318,10 @@ def _month_key(value: datetime) -> int:
     """The UTC month of `value` as year * 12 + month - 1 (instants before year 1 or after 9999
     in UTC: the key of December of year 0, of January 10000)."""
     offset = value.utcoffset()
+    if not offset:
+        return value.year * 12 + value.month - 1
     try:
-        value = value - offset if offset else value
+        value = value - offset
     except OverflowError:
         return 11 if offset > timedelta(0) else 120_000
     return value.year * 12 + value.month - 1
@@ -331,10 +329,12 @@ def _month_key(value: datetime) -> int:
 
 def _buckets(staged: dict[int, int], months: list[datetime]) -> dict[int, int]:
     """Rows per month key as rows per bucket of `width_bucket(started_at, [*months, next])`."""
+    if not months:
+        return {0: sum(staged.values())} if staged else {}
     counts: dict[int, int] = {}
-    lo, hi = (_month_key(months[0]), _month_key(months[-1])) if months else (0, -1)
+    lo, hi = _month_key(months[0]), _month_key(months[-1])
     for m, n in staged.items():
-        b = 0 if m < lo or not months else len(months) + 1 if m > hi else m - lo + 1
+        b = 0 if m < lo else len(months) + 1 if m > hi else m - lo + 1
         counts[b] = counts.get(b, 0) + n
     return counts
 
